@@ -1,0 +1,122 @@
+"""The kvmops.virt lab: several real libvirt/QEMU hypervisors on one machine.
+
+``Lab`` is what the Makefile (through ``python -m lab``), the demo and the tests use.
+"""
+
+import time
+
+import libvirt
+
+from .guests import LabError, create_guest, ensure_event_loop, find_guest, remove_guest, set_load
+from .hosts import LabHost, ensure_system_prerequisites
+from .image import ensure_image
+from .inventory import write_inventory
+from .layout import DEFAULT_HOSTS, HostSpec, LabLayout, host_from_name
+from .status import collect, render
+
+__all__ = ["Lab", "LabError", "DEFAULT_HOSTS"]
+
+
+def _ignore_libvirt_error(_context, _error):
+    """libvirt prints every error on stderr by default; the lab reports its own."""
+
+
+class Lab:
+    def __init__(self, root=None):
+        self.layout = LabLayout(root)
+        libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+        ensure_event_loop()
+
+    def host(self, name_or_spec):
+        spec = name_or_spec if isinstance(name_or_spec, HostSpec) else host_from_name(name_or_spec)
+        return LabHost(spec, self.layout)
+
+    def hosts(self):
+        """Every host the lab has files for, running or not."""
+        return [LabHost(spec, self.layout) for spec in self.layout.known_hosts()]
+
+    def running_hosts(self):
+        return [host for host in self.hosts() if host.is_running()]
+
+    def up(self, count=DEFAULT_HOSTS, log=print):
+        """Make hosts kvm1..kvm<count> run and the guest image exist. Harmless when already up."""
+        ensure_system_prerequisites()
+        started = time.monotonic()
+        ensure_image(self.layout)
+        log(f"guest image ready in {time.monotonic() - started:.1f} s ({self.layout.image_dir})")
+        for index in range(1, count + 1):
+            host = LabHost(HostSpec(index), self.layout)
+            t0 = time.monotonic()
+            if host.start():
+                log(f"{host.spec.name} started: {host.spec.uri} pid {host.pid()} ({time.monotonic() - t0:.1f} s)")
+            else:
+                log(f"{host.spec.name} already running: {host.spec.uri} pid {host.pid()}")
+        self.write_inventory()
+        log(f"inventory: {self.layout.inventory_path}")
+
+    def write_inventory(self):
+        write_inventory(self.layout.inventory_path, [host.spec for host in self.running_hosts()])
+
+    def down(self, log=print):
+        """Stop every host (guests, daemons and anything left in their namespaces)."""
+        for host in self.hosts():
+            was_running = host.is_running()
+            swept = host.stop()
+            if was_running or swept:
+                extra = f", killed leftovers {swept}" if swept else ""
+                log(f"{host.spec.name} stopped{extra}")
+        self.layout.inventory_path.unlink(missing_ok=True)
+
+    def leftovers(self):
+        """PIDs still alive in any lab host's namespace (empty after a clean down)."""
+        return {host.spec.name: pids for host in self.hosts() if (pids := host.namespace_pids())}
+
+    def status(self, seconds=1.0):
+        return collect(self.hosts(), seconds)
+
+    def render_status(self, seconds=1.0):
+        return render(self.status(seconds))
+
+    def connect(self, host_name):
+        return libvirt.open(self.host(host_name).spec.uri)
+
+    def connections(self):
+        """name -> open connection for every running host; the caller closes them."""
+        return {host.spec.name: libvirt.open(host.spec.uri) for host in self.running_hosts()}
+
+    def create_guest(self, name, host_name, vcpus=1, memory_mib=256, load=0):
+        vmlinuz, initrd = ensure_image(self.layout)
+        conns = self.connections()
+        try:
+            existing = find_guest(conns, name)
+            if existing:
+                raise LabError(f"guest {name} already exists on {', '.join(h for h, _ in existing)}")
+            if host_name not in conns:
+                raise LabError(f"lab host {host_name} is not running")
+            create_guest(conns[host_name], name, self.layout, vmlinuz, initrd, vcpus, memory_mib, load)
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def _on_each_copy(self, name, action):
+        conns = self.connections()
+        try:
+            found = find_guest(conns, name)
+            if not found:
+                raise LabError(f"no lab host has a guest named {name}")
+            return [(host_name, action(dom)) for host_name, dom in found]
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def set_load(self, name, load=None, dirty=None):
+        """Set load on the running copy of the guest; returns (host, (load, dirty))."""
+        def apply(dom):
+            return set_load(dom, load, dirty) if dom.isActive() else None
+        applied = [(host, result) for host, result in self._on_each_copy(name, apply) if result]
+        if not applied:
+            raise LabError(f"guest {name} is not running on any lab host")
+        return applied[0]
+
+    def remove_guest(self, name):
+        return [host for host, _ in self._on_each_copy(name, remove_guest)]

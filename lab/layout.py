@@ -1,0 +1,96 @@
+"""Where the lab keeps its files and what each lab hypervisor is called, listens on and owns."""
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+# Fixed so that a host keeps its UUID across lab restarts (libvirt refuses to migrate
+# between two hosts with the same UUID, and tests compare UUIDs).
+_HOST_UUID_NAMESPACE = uuid.UUID("0d3c9a5e-2f1b-4c7e-9a61-6b2f8e4d1c30")
+
+MAX_HOSTS = 200
+DEFAULT_HOSTS = 3
+_FIRST_MIGRATION_PORT = 49152
+_MIGRATION_PORTS_PER_HOST = 32
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One lab hypervisor: kvm<index>, reachable on 127.0.0.<index + 1>."""
+
+    index: int
+
+    def __post_init__(self):
+        if not 1 <= self.index <= MAX_HOSTS:
+            raise ValueError(f"lab host index must be 1..{MAX_HOSTS}, got {self.index}")
+
+    @property
+    def name(self):
+        return f"kvm{self.index}"
+
+    @property
+    def address(self):
+        return f"127.0.0.{self.index + 1}"
+
+    @property
+    def uri(self):
+        return f"qemu+tcp://{self.address}/system"
+
+    @property
+    def host_uuid(self):
+        return str(uuid.uuid5(_HOST_UUID_NAMESPACE, self.name))
+
+    @property
+    def migration_ports(self):
+        first = _FIRST_MIGRATION_PORT + (self.index - 1) * _MIGRATION_PORTS_PER_HOST
+        return first, first + _MIGRATION_PORTS_PER_HOST - 1
+
+
+def host_from_name(name):
+    if not name.startswith("kvm") or not name[3:].isdigit():
+        raise ValueError(f"{name!r} is not a lab host name (expected kvm1, kvm2, ...)")
+    return HostSpec(int(name[3:]))
+
+
+class LabLayout:
+    """The lab's directory tree; everything the lab writes lives below root."""
+
+    def __init__(self, root=None):
+        self.root = Path(root or os.environ.get("KVMOPS_LAB_DIR") or REPO_ROOT / ".lab").resolve()
+
+    @property
+    def hosts_dir(self):
+        return self.root / "hosts"
+
+    @property
+    def image_dir(self):
+        return self.root / "image"
+
+    @property
+    def guests_dir(self):
+        return self.root / "guests"
+
+    @property
+    def inventory_path(self):
+        return self.root / "inventory.yml"
+
+    def host_dir(self, spec):
+        return self.hosts_dir / spec.name
+
+    def known_hosts(self):
+        """Every host that has a directory, running or not, in index order."""
+        if not self.hosts_dir.is_dir():
+            return []
+        specs = []
+        for entry in self.hosts_dir.iterdir():
+            try:
+                specs.append(host_from_name(entry.name))
+            except ValueError:
+                continue
+        return sorted(specs, key=lambda spec: spec.index)
+
+    def serial_log(self, guest_name):
+        return self.guests_dir / f"{guest_name}.serial.log"
