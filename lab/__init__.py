@@ -90,7 +90,7 @@ class Lab:
         try:
             existing = find_guest(conns, name)
             if existing:
-                raise LabError(f"guest {name} already exists on {', '.join(h for h, _ in existing)}")
+                raise LabError(f"guest {name} already exists on {', '.join(host for host, _dom in existing)}")
             if host_name not in conns:
                 raise LabError(f"lab host {host_name} is not running")
             create_guest(conns[host_name], name, self.layout, vmlinuz, initrd, vcpus, memory_mib, load)
@@ -119,4 +119,4 @@ class Lab:
         return applied[0]
 
     def remove_guest(self, name):
-        return [host for host, _ in self._on_each_copy(name, remove_guest)]
+        return [host for host, _dom in self._on_each_copy(name, remove_guest)]

@@ -1,0 +1,108 @@
+# kvmops.virt: build, test, and the local lab of real KVM hypervisors.
+#   make test    install what is missing, then sanity + unit + integration tests
+#   make demo    bring up the lab, spread a few guests over it, show the fleet
+# Both work on a fresh Debian 12 machine as root.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= $(CURDIR)/.venv
+BUILD := $(CURDIR)/.build
+LAB_HOSTS ?= 3
+export KVMOPS_LAB_DIR ?= $(CURDIR)/.lab
+# The tests run ansible against the collection installed from the built tarball.
+export KVMOPS_COLLECTIONS_PATH := $(BUILD)/collections
+
+VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL := $(BUILD)/kvmops-virt-$(VERSION).tar.gz
+SANITY_TREE := $(BUILD)/sanity/ansible_collections/kvmops/virt
+BIN := $(VENV)/bin
+LAB := $(BIN)/python -m lab
+
+.PHONY: help deps venv build install sanity unit integration test demo \
+        lab-up lab-down lab-status clean
+
+help:
+	@echo "make test        install dependencies, run sanity, unit and integration tests"
+	@echo "make demo        bring up the lab, create guests on it, show the fleet"
+	@echo "make lab-up      start $(LAB_HOSTS) lab hypervisors (LAB_HOSTS=N for more)"
+	@echo "make lab-status  hosts, guests and their CPU use"
+	@echo "make lab-down    stop everything the lab started"
+	@echo "make build       build the collection tarball into .build/"
+	@echo "make clean       lab down, remove .lab/ .build/ .venv/"
+
+# --- dependencies -----------------------------------------------------------------------
+# bindep.txt is the one list of system packages; bindep (from the virtualenv) says which
+# are missing, so apt runs only when something is.
+$(BIN)/bindep:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$$(grep -i '^bindep==' requirements-dev.txt)"
+
+deps: $(BIN)/bindep
+	@missing="$$($(BIN)/bindep -b compile test || true)"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages: $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q; \
+	  apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@# the lab downloads its guest kernel with apt: that needs the package lists
+	@apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt-get update -q
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | deps
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# --- the collection ---------------------------------------------------------------------
+build: venv
+	rm -rf $(BUILD)/kvmops-virt-*.tar.gz
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
+
+install: build
+	rm -rf $(KVMOPS_COLLECTIONS_PATH)
+	$(BIN)/ansible-galaxy collection install --offline --force -p $(KVMOPS_COLLECTIONS_PATH) $(TARBALL)
+
+# ansible-test wants the collection at ansible_collections/<namespace>/<name>: copy the
+# files git knows (tracked, and new ones it does not ignore) there. It lists files with
+# git, so the copy gets an index of its own (else it sees the outer repository).
+sanity: venv
+	rm -rf $(BUILD)/sanity
+	mkdir -p $(SANITY_TREE)
+	git ls-files -z --cached --others --exclude-standard | \
+	  xargs -0 -I{} cp --parents -P {} $(SANITY_TREE)/
+	cd $(SANITY_TREE) && git init -q && git add -A
+	$(BIN)/python tests/utils/prepare_ansible_test.py
+	cd $(SANITY_TREE) && $(BIN)/ansible-test sanity --requirements --python 3.11 --color no
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+# One pytest run for unit and integration tests, so the last line is its summary. The
+# integration tests bring the lab up and down themselves (tests/integration/conftest.py).
+test: install sanity
+	$(BIN)/pytest tests/unit tests/integration
+
+# --- the lab ----------------------------------------------------------------------------
+lab-up: venv
+	$(LAB) up --hosts $(LAB_HOSTS)
+
+lab-down: venv
+	$(LAB) down
+
+lab-status: venv
+	$(LAB) status
+
+demo: lab-up
+	$(BIN)/python -m lab.demo
+
+clean:
+	-[ -x $(BIN)/python ] && $(LAB) down
+	rm -rf $(KVMOPS_LAB_DIR) $(BUILD) $(VENV)

@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Open and close libvirt connections, and say clearly what went wrong.
+
+This is an internal part of the kvmops.virt collection; its API may change between
+releases without notice.
+
+Every plugin of the collection reaches a hypervisor through ``LibvirtConnection``:
+
+    with LibvirtConnection(uri, username, password, connect_timeout) as conn:
+        with conn.operation("list guests"):
+            domains = conn.handle.listAllDomains()
+
+Any ``libvirtError`` becomes a ``LibvirtOperationError`` whose message names the URI, the
+operation and libvirt's own text. Opening is bounded by ``connect_timeout`` whatever the
+transport: libvirt itself has no connect timeout, and a TCP peer that accepts but never
+answers (or an SSH host that never completes its handshake) would hang it forever.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from contextlib import contextmanager
+
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+
+DEFAULT_URI = "qemu:///system"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+# The same options in every module and plugin; documented once in the doc fragment
+# kvmops.virt.connection.
+CONNECTION_ARGUMENT_SPEC = dict(
+    uri=dict(type="str", default=DEFAULT_URI),
+    username=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    connect_timeout=dict(type="float", default=DEFAULT_CONNECT_TIMEOUT),
+)
+
+_USERINFO_PASSWORD = re.compile(r"^([a-z0-9+.-]+://[^/@:]*):[^/@]*@", re.IGNORECASE)
+
+
+class LibvirtOperationError(Exception):
+    """A libvirt call failed; str() is a complete sentence for a person to read."""
+
+    def __init__(self, uri, operation, detail, code=None):
+        self.uri = redact_uri(uri)
+        self.operation = operation
+        self.detail = detail
+        self.code = code
+        super().__init__("Could not %s on %s: %s" % (operation, self.uri, detail))
+
+
+def redact_uri(uri):
+    """The URI with any password in its user-info part replaced by ``***``."""
+    return _USERINFO_PASSWORD.sub(r"\1:***@", uri or "")
+
+
+def libvirt_error_detail(error):
+    """libvirt's own message for an exception, without its redundant prefixes."""
+    if libvirt is not None and isinstance(error, libvirt.libvirtError):
+        return error.get_error_message() or str(error)
+    return str(error)
+
+
+@contextmanager
+def libvirt_operation(uri, operation):
+    """Turn a libvirtError raised inside the block into a LibvirtOperationError."""
+    try:
+        yield
+    except libvirt.libvirtError as error:
+        raise LibvirtOperationError(uri, operation, libvirt_error_detail(error), error.get_error_code()) from error
+
+
+class _CredentialProvider:
+    """Answers libvirt's credential requests (SASL, libssh2, ...) from the given options."""
+
+    def __init__(self, username, password):
+        self.username = username
+        self.password = password
+        self.missing = []
+
+    def credential_types(self):
+        return [libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_USERNAME, libvirt.VIR_CRED_ECHOPROMPT,
+                libvirt.VIR_CRED_PASSPHRASE, libvirt.VIR_CRED_NOECHOPROMPT]
+
+    def __call__(self, credentials, _opaque):
+        for credential in credentials:
+            kind = credential[0]
+            if kind in (libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_USERNAME, libvirt.VIR_CRED_ECHOPROMPT):
+                value, name = self.username, "username"
+            else:
+                value, name = self.password, "password"
+            if value is None:
+                self.missing.append("%s (libvirt asked: %s)" % (name, credential[1]))
+                return -1
+            credential[4] = value
+        return 0
+
+
+class _ConnectAttempt(threading.Thread):
+    """Opens one connection in the background so the caller can stop waiting for it.
+
+    When the caller gives up, the thread closes the connection should it still arrive.
+    """
+
+    def __init__(self, uri, auth, flags):
+        super().__init__(name="libvirt-connect", daemon=True)
+        self._uri = uri
+        self._auth = auth
+        self._flags = flags
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self.handle = None
+        self.error = None
+
+    def run(self):
+        try:
+            handle = libvirt.openAuth(self._uri, self._auth, self._flags)
+        except libvirt.libvirtError as error:
+            self.error = error
+            return
+        with self._lock:
+            if self._abandoned:
+                handle.close()
+            else:
+                self.handle = handle
+
+    def abandon(self):
+        with self._lock:
+            self._abandoned = True
+            if self.handle is not None:
+                self.handle.close()
+                self.handle = None
+
+
+class LibvirtConnection:
+    """One connection to one hypervisor; a context manager that always closes it."""
+
+    def __init__(self, uri=DEFAULT_URI, username=None, password=None,
+                 connect_timeout=DEFAULT_CONNECT_TIMEOUT, readonly=False):
+        if libvirt is None:
+            raise LibvirtOperationError(uri, "open a connection",
+                                        "the Python package libvirt-python is not installed")
+        if not uri:
+            raise LibvirtOperationError("(no URI)", "open a connection", "a libvirt URI is required")
+        if connect_timeout is None or connect_timeout <= 0:
+            raise LibvirtOperationError(uri, "open a connection",
+                                        "connect_timeout must be a positive number of seconds, got %r" % connect_timeout)
+        self.uri = uri
+        self.username = username
+        self.password = password
+        self.connect_timeout = float(connect_timeout)
+        self.readonly = readonly
+        self.handle = None
+
+    @classmethod
+    def from_params(cls, params, readonly=False):
+        """Build from a module's or plugin's validated connection options."""
+        return cls(params.get("uri") or DEFAULT_URI, params.get("username"), params.get("password"),
+                   params.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT, readonly)
+
+    def open(self):
+        if self.handle is not None:
+            return self.handle
+        credentials = _CredentialProvider(self.username, self.password)
+        auth = [credentials.credential_types(), credentials, None]
+        flags = libvirt.VIR_CONNECT_RO if self.readonly else 0
+        attempt = _ConnectAttempt(self.uri, auth, flags)
+        attempt.start()
+        attempt.join(self.connect_timeout)
+        if attempt.is_alive():
+            attempt.abandon()
+            raise LibvirtOperationError(
+                self.uri, "open a connection",
+                "no answer within %g seconds (connect_timeout); is the host reachable and libvirtd "
+                "listening there?" % self.connect_timeout)
+        if attempt.error is not None:
+            detail = libvirt_error_detail(attempt.error)
+            if credentials.missing:
+                detail = "%s; libvirt asked for a %s that was not given" % (detail, credentials.missing[0])
+            raise LibvirtOperationError(self.uri, "open a connection", detail, attempt.error.get_error_code())
+        self.handle = attempt.handle
+        return self.handle
+
+    def close(self):
+        """Close the connection; safe to call twice, and never raises."""
+        handle, self.handle = self.handle, None
+        if handle is None:
+            return
+        try:
+            handle.close()
+        except libvirt.libvirtError:
+            pass  # the peer is gone already: the connection is closed either way
+
+    def operation(self, description):
+        """Context manager: libvirt errors inside become LibvirtOperationError for this URI."""
+        return libvirt_operation(self.uri, description)
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False

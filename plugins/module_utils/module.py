@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The base of every kvmops.virt module that talks to a hypervisor.
+
+This is an internal part of the kvmops.virt collection; its API may change between
+releases without notice.
+"""
+
+from __future__ import annotations
+
+import traceback
+from contextlib import contextmanager
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.kvmops.virt.plugins.module_utils.connection import (
+    CONNECTION_ARGUMENT_SPEC,
+    LibvirtConnection,
+    LibvirtOperationError,
+)
+
+try:
+    import libvirt  # noqa: F401  pylint: disable=unused-import
+except ImportError:
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+else:
+    LIBVIRT_IMPORT_ERROR = None
+
+
+class LibvirtModule(AnsibleModule):
+    """AnsibleModule with the shared connection options and libvirt errors as fail_json."""
+
+    def __init__(self, argument_spec=None, **kwargs):
+        spec = dict(CONNECTION_ARGUMENT_SPEC)
+        spec.update(argument_spec or {})
+        super().__init__(argument_spec=spec, **kwargs)
+        if LIBVIRT_IMPORT_ERROR is not None:
+            self.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+
+    @contextmanager
+    def connection(self, readonly=False):
+        """An open LibvirtConnection; any LibvirtOperationError in the block fails the module."""
+        conn = LibvirtConnection.from_params(self.params, readonly=readonly)
+        try:
+            conn.open()
+            yield conn
+        except LibvirtOperationError as error:
+            self.fail_json(msg=str(error), uri=error.uri, operation=error.operation, libvirt_error=error.detail)
+        finally:
+            conn.close()

@@ -1,0 +1,64 @@
+"""Shared test setup: where the collection is, and figures worth printing.
+
+``make test`` installs the built tarball and points KVMOPS_COLLECTIONS_PATH at it, so
+both the Python imports and the ansible commands in the tests use exactly what ships.
+Run pytest directly and they use the source tree instead, through a symlink.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _collections_path():
+    configured = os.environ.get("KVMOPS_COLLECTIONS_PATH")
+    if configured:
+        return Path(configured).resolve()
+    root = REPO / ".build" / "src"
+    link = root / "ansible_collections" / "kvmops" / "virt"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(REPO)
+    return root
+
+
+COLLECTIONS_PATH = _collections_path()
+sys.path.insert(0, str(COLLECTIONS_PATH))
+sys.path.insert(0, str(REPO))  # the lab package
+
+_FIGURES = []
+
+
+@pytest.fixture(scope="session")
+def figures():
+    """Call figures(label, text) to have a measurement printed at the end of the run."""
+    return lambda label, text: _FIGURES.append((label, text))
+
+
+@pytest.fixture(scope="session")
+def ansible_env():
+    """Environment for ansible commands that must find this collection and nothing stale."""
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
+        ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+        ANSIBLE_HOST_KEY_CHECKING="false",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_LOCALHOST_WARNING="false",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+    )
+    return env
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("measured")
+        for label, text in _FIGURES:
+            terminalreporter.write_line(f"{label:<48} {text}")
