@@ -95,6 +95,7 @@ def create_guest(conn, name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, l
     """Define and start a lab guest; returns once loadd has confirmed its load on the console."""
     xml = guest_xml(name, layout, vmlinuz, initrd, vcpus, memory_mib, load)
     layout.guests_dir.mkdir(parents=True, exist_ok=True)
+    layout.serial_log(name).unlink(missing_ok=True)  # a new guest starts a new log
     dom = conn.defineXML(xml)
     try:
         dom.create()

@@ -1,0 +1,40 @@
+"""The real lab for integration tests: brought up once per run, torn down if we started it."""
+
+import time
+
+import pytest
+
+from lab import Lab, LabError
+
+LAB_HOSTS = 3
+
+
+@pytest.fixture(scope="session")
+def lab(figures):
+    lab = Lab()
+    already_running = {host.spec.name for host in lab.running_hosts()}
+    started = time.monotonic()
+    lab.up(LAB_HOSTS, log=lambda line: None)
+    if not already_running:
+        figures("lab up (3 hosts) for the integration tests", f"{time.monotonic() - started:.1f} s")
+    yield lab
+    if already_running:
+        return  # a developer's lab: leave it as it was found
+    lab.down(log=lambda line: None)
+    assert lab.leftovers() == {}, "lab down left processes behind"
+
+
+@pytest.fixture
+def guest_name(lab, request):
+    """A unique guest name for one test, removed from every lab host afterwards."""
+    name = "it-" + request.node.name.replace("_", "-")[5:40].strip("-")
+    _remove_everywhere(lab, name)  # left over from an interrupted run
+    yield name
+    _remove_everywhere(lab, name)
+
+
+def _remove_everywhere(lab, name):
+    try:
+        lab.remove_guest(name)
+    except LabError:
+        pass  # not there: nothing to clean

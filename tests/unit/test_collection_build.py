@@ -1,0 +1,65 @@
+"""The built collection: a clean tarball, and docs that ansible-doc renders."""
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+# Nothing of these may ship: lab state, virtualenvs, caches, build output, dev tooling.
+FORBIDDEN_PARTS = {".lab", ".venv", ".build", ".git", ".ci", "__pycache__", ".pytest_cache", "lab", "output"}
+FORBIDDEN_SUFFIXES = (".pyc", ".tar.gz", ".qcow2", ".img")
+ACTION_GROUP = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["action_groups"]["libvirt"]
+
+
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(out), str(REPO)],
+                   check=True, capture_output=True)
+    (built,) = out.glob("kvmops-virt-*.tar.gz")
+    return built
+
+
+def test_tarball_holds_the_collection_and_nothing_else(tarball):
+    with tarfile.open(tarball) as archive:
+        names = archive.getnames()
+        manifest = json.load(archive.extractfile("MANIFEST.json"))
+    assert manifest["collection_info"]["namespace"] == "kvmops"
+    assert manifest["collection_info"]["name"] == "virt"
+    assert manifest["collection_info"]["license"] == ["GPL-3.0-or-later"]
+    for required in ("meta/runtime.yml", "plugins/modules/ping.py", "plugins/module_utils/connection.py",
+                     "plugins/doc_fragments/connection.py", "requirements.txt", "bindep.txt", "README.md",
+                     "changelogs/config.yaml", "docs/lab.md"):
+        assert required in names
+    shipped_wrongly = [name for name in names
+                       if FORBIDDEN_PARTS & set(Path(name).parts) or name.endswith(FORBIDDEN_SUFFIXES)]
+    assert not shipped_wrongly
+
+
+def test_tarball_stays_small(tarball):
+    assert tarball.stat().st_size < 200_000
+
+
+def test_ansible_doc_renders_every_module_with_the_shared_options(ansible_env):
+    listed = subprocess.run([str(BIN / "ansible-doc"), "--list", "--json", "kvmops.virt"],
+                            env=ansible_env, capture_output=True, text=True, check=True)
+    modules = sorted(json.loads(listed.stdout))
+    assert "kvmops.virt.ping" in modules
+    for module in modules:
+        rendered = subprocess.run([str(BIN / "ansible-doc"), module], env=ansible_env,
+                                  capture_output=True, text=True, check=True).stdout
+        assert "EXAMPLES" in rendered and "RETURN VALUES" in rendered, module
+        described = subprocess.run([str(BIN / "ansible-doc"), "--json", module], env=ansible_env,
+                                   capture_output=True, text=True, check=True).stdout
+        doc = json.loads(described)[module]["doc"]
+        assert {"uri", "username", "password", "connect_timeout"} <= set(doc["options"]), module
+        assert {"check_mode", "diff_mode", "idempotent"} <= set(doc["attributes"]), module
+        assert doc["attributes"]["action_group"]["membership"] == ["kvmops.virt.libvirt"], module
+        assert module.rpartition(".")[2] in ACTION_GROUP, f"{module} is missing from meta/runtime.yml"
