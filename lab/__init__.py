@@ -119,4 +119,11 @@ class Lab:
         return applied[0]
 
     def remove_guest(self, name):
+        """Destroy and undefine the guest on every host; returns those hosts."""
         return [host for host, _dom in self._on_each_copy(name, remove_guest)]
+
+    def remove_guest_if_defined(self, name):
+        try:
+            return self.remove_guest(name)
+        except LabError:
+            return []

@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
@@ -52,12 +53,10 @@ def test_a_stopped_hypervisor_fails_fast_with_a_clear_message(lab, figures):
     host.stop()
     try:
         started = time.monotonic()
-        try:
+        with pytest.raises(LibvirtOperationError) as caught:
             LibvirtConnection(host.spec.uri, connect_timeout=10).open()
-            raise AssertionError("connected to a stopped host")
-        except LibvirtOperationError as error:
-            message = str(error)
         elapsed = time.monotonic() - started
+        message = str(caught.value)
         figures(f"connect to stopped lab host {host.spec.name}", f"failed after {elapsed * 1000:.0f} ms")
         assert elapsed < 3
         assert message.startswith(f"Could not open a connection on {host.spec.uri}: ")

@@ -12,8 +12,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-# Nothing of these may ship: lab state, virtualenvs, caches, build output, dev tooling.
-FORBIDDEN_PARTS = {".lab", ".venv", ".build", ".git", ".ci", "__pycache__", ".pytest_cache", "lab", "output"}
+# Nothing of these may ship: lab state, virtualenvs, caches, build output, dev tooling,
+# and the tests (they need the lab and the Makefile).
+FORBIDDEN_PARTS = {".lab", ".venv", ".build", ".git", ".ci", "__pycache__", ".pytest_cache", "lab", "tests"}
 FORBIDDEN_SUFFIXES = (".pyc", ".tar.gz", ".qcow2", ".img")
 ACTION_GROUP = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["action_groups"]["libvirt"]
 

@@ -27,7 +27,7 @@ def run_ping(ansible_env, *module_args, check=False):
 
 
 def test_ping_describes_the_hypervisor(ansible_env):
-    status, result, _ = run_ping(ansible_env, "uri=test:///default")
+    status, result, _output = run_ping(ansible_env, "uri=test:///default")
     assert status == "SUCCESS", result
     assert result["changed"] is False
     assert result["driver"] == "TEST"
@@ -38,7 +38,7 @@ def test_ping_describes_the_hypervisor(ansible_env):
 
 
 def test_ping_works_in_check_mode(ansible_env):
-    status, result, _ = run_ping(ansible_env, "uri=test:///default", check=True)
+    status, result, _output = run_ping(ansible_env, "uri=test:///default", check=True)
     assert status == "SUCCESS" and result["driver"] == "TEST"
 
 
@@ -55,7 +55,7 @@ def test_unreachable_hypervisor_fails_fast_and_says_why(ansible_env, figures):
     probe.close()
     uri = f"qemu+tcp://127.0.0.1:{port}/system"
     started = time.monotonic()
-    status, result, _ = run_ping(ansible_env, f"uri={uri}", "connect_timeout=5")
+    status, result, _output = run_ping(ansible_env, f"uri={uri}", "connect_timeout=5")
     elapsed = time.monotonic() - started
     figures("ping an address nobody listens on (ansible)", f"failed after {elapsed:.1f} s, whole ansible run")
     assert status == "FAILED!"
@@ -69,6 +69,6 @@ def test_unreachable_hypervisor_fails_fast_and_says_why(ansible_env, figures):
     (("uri=test:///default", "colour=blue"), "Unsupported parameters"),
 ])
 def test_bad_options_are_refused_before_connecting(ansible_env, args, message):
-    status, result, _ = run_ping(ansible_env, *args)
+    status, result, _output = run_ping(ansible_env, *args)
     assert status == "FAILED!"
     assert message in result["msg"]
