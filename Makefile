@@ -42,7 +42,7 @@ $(BIN)/bindep:
 	$(BIN)/pip install --quiet "$$(grep -i '^bindep==' requirements-dev.txt)"
 
 deps: $(BIN)/bindep
-	@missing="$$($(BIN)/bindep -b compile test || true)"; \
+	@missing="$$($(BIN)/bindep -b compile test | tr '\n' ' ' || true)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages: $$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
@@ -77,7 +77,9 @@ sanity: venv
 	  xargs -0 -I{} cp --parents -P {} $(SANITY_TREE)/
 	cd $(SANITY_TREE) && git init -q && git add -A
 	$(BIN)/python tests/utils/prepare_ansible_test.py
-	cd $(SANITY_TREE) && $(BIN)/ansible-test sanity --requirements --python 3.11 --color no
+	@# compile and import run on every target Python found; the rest on the venv's
+	pythons=$$(tests/utils/target_pythons.sh $(BUILD)/pythons); \
+	cd $(SANITY_TREE) && PATH="$$pythons:$$PATH" $(BIN)/ansible-test sanity --requirements --color no
 
 unit: install
 	$(BIN)/pytest tests/unit
