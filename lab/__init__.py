@@ -7,6 +7,7 @@ import time
 
 import libvirt
 
+from .connection import LibvirtOperationError, open_lab_connection
 from .guests import LabError, create_guest, ensure_event_loop, find_guest, remove_guest, set_load
 from .hosts import LabHost, ensure_system_prerequisites
 from .image import ensure_image
@@ -14,7 +15,7 @@ from .inventory import write_inventory
 from .layout import DEFAULT_HOSTS, HostSpec, LabLayout, host_from_name
 from .status import collect, render
 
-__all__ = ["Lab", "LabError", "DEFAULT_HOSTS"]
+__all__ = ["Lab", "LabError", "LibvirtOperationError", "DEFAULT_HOSTS"]
 
 
 def _ignore_libvirt_error(_context, _error):
@@ -78,11 +79,11 @@ class Lab:
         return render(self.status(seconds))
 
     def connect(self, host_name):
-        return libvirt.open(self.host(host_name).spec.uri)
+        return open_lab_connection(self.host(host_name).spec.uri)
 
     def connections(self):
         """name -> open connection for every running host; the caller closes them."""
-        return {host.spec.name: libvirt.open(host.spec.uri) for host in self.running_hosts()}
+        return {host.spec.name: open_lab_connection(host.spec.uri) for host in self.running_hosts()}
 
     def create_guest(self, name, host_name, vcpus=1, memory_mib=256, load=0):
         vmlinuz, initrd = ensure_image(self.layout)

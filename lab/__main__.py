@@ -4,7 +4,7 @@ import argparse
 import sys
 import time
 
-from . import DEFAULT_HOSTS, Lab, LabError
+from . import DEFAULT_HOSTS, Lab, LabError, LibvirtOperationError
 
 
 def _parser():
@@ -62,7 +62,7 @@ def main(argv=None):
             print(f"{args.name} on {host}: load {load}%, dirtying {dirty} MiB/s")
         elif args.action == "remove":
             print(f"{args.name} removed from {', '.join(lab.remove_guest(args.name))}")
-    except (LabError, ValueError) as error:
+    except (LabError, LibvirtOperationError, ValueError) as error:
         print(f"lab: {error}", file=sys.stderr)
         return 1
     return 0

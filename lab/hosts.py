@@ -16,6 +16,7 @@ import time
 
 import libvirt
 
+from .connection import LibvirtOperationError, open_lab_connection
 from .layout import LabLayout
 
 _MOUNT_POINTS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt")
@@ -135,10 +136,10 @@ class LabHost:
                 raise LabError(f"{self.spec.name}: libvirtd exited during start-up; "
                                f"see {self.dir / 'log' / 'libvirtd.log'}")
             try:
-                libvirt.open(self.spec.uri).close()
+                open_lab_connection(self.spec.uri).close()
                 return
-            except libvirt.libvirtError as error:
-                last_error = error.get_error_message()
+            except LibvirtOperationError as error:
+                last_error = error.detail
             time.sleep(0.1)
         raise LabError(f"{self.spec.name}: {self.spec.uri} did not answer within {timeout} s: {last_error}")
 
@@ -162,9 +163,9 @@ class LabHost:
     def _destroy_guests(self):
         """Power off running guests through libvirt, so QEMU exits cleanly."""
         try:
-            conn = libvirt.open(self.spec.uri)
-        except libvirt.libvirtError:
-            return
+            conn = open_lab_connection(self.spec.uri)
+        except LibvirtOperationError:
+            return  # hung or gone: the namespace sweep in stop() ends its guests
         try:
             for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
                 try:

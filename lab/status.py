@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import libvirt
 
+from .connection import LibvirtOperationError, open_lab_connection
 from .guests import recorded_settings
 
 _STATE_NAMES = {
@@ -79,9 +80,13 @@ def collect(hosts, seconds=1.0):
         if not host.is_running():
             return None, "not running"
         try:
-            conn = libvirt.open(host.spec.uri)
+            conn = open_lab_connection(host.spec.uri)
+        except LibvirtOperationError as error:
+            return None, error.detail
+        try:
             return conn, _cpu_times(conn)
         except libvirt.libvirtError as error:
+            conn.close()
             return None, error.get_error_message()
 
     with ThreadPoolExecutor(max_workers=max(len(hosts), 1)) as pool:

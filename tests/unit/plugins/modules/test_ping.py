@@ -4,6 +4,7 @@ import json
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,11 @@ def test_bad_options_are_refused_before_connecting(ansible_env, args, message):
     status, result, _output = run_ping(ansible_env, *args)
     assert status == "FAILED!"
     assert message in result["msg"]
+
+
+def test_module_defaults_group_sets_the_connection(ansible_env):
+    playbook = Path(__file__).parent / "playbooks" / "module_defaults.yml"
+    done = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)],
+                          env=ansible_env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok=2" in done.stdout and "failed=0" in done.stdout
