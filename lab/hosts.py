@@ -33,8 +33,35 @@ exec libvirtd --daemon --listen --pid-file "$5"
 """
 
 
+LIBVIRTD_PORT = 16509
+
+
 class LabError(Exception):
     pass
+
+
+def listener_of(address, port):
+    """'pid N: command' (or a description) of whatever listens on address:port, else None."""
+    wanted = "%08X:%04X" % (int.from_bytes(bytes(map(int, address.split("."))), "little"), port)
+    inode = None
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        for row in table.readlines()[1:]:
+            fields = row.split()
+            if fields[1] == wanted and fields[3] == "0A":  # 0A: LISTEN
+                inode = fields[9]
+                break
+    if inode is None:
+        return None
+    socket_link = f"socket:[{inode}]"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == socket_link for fd in os.listdir(f"/proc/{pid}/fd")):
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                return f"pid {pid}: {command}"
+        except OSError:
+            continue  # exited meanwhile
+    return "a process this user cannot see"
 
 
 def libvirtd_conf(spec):
@@ -42,7 +69,7 @@ def libvirtd_conf(spec):
 listen_tls = 0
 listen_tcp = 1
 listen_addr = "{spec.address}"
-tcp_port = "16509"
+tcp_port = "{LIBVIRTD_PORT}"
 auth_tcp = "none"
 auth_unix_rw = "none"
 host_uuid = "{spec.host_uuid}"
@@ -113,6 +140,10 @@ class LabHost:
         """Start the daemon unless it runs; returns True when it was started."""
         if self.is_running():
             return False
+        holder = listener_of(self.spec.address, LIBVIRTD_PORT)
+        if holder:
+            raise LabError(f"{self.spec.name}: {self.spec.address}:{LIBVIRTD_PORT} is taken by {holder}; "
+                           "a lab started from another directory? Stop that one first ('make lab-down' there).")
         self.write_config()
         self.pid_file.unlink(missing_ok=True)
         private = [str(self.dir / sub) for sub in _PRIVATE_DIRS]

@@ -1,5 +1,7 @@
 """The lab itself: real, separate hypervisors that behave like a fleet."""
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -9,6 +11,9 @@ import pytest
 import yaml
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
+from lab import LabError
+from lab.hosts import LIBVIRTD_PORT, LabHost
+from lab.layout import HostSpec, LabLayout
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 
@@ -65,3 +70,19 @@ def test_a_stopped_hypervisor_fails_fast_with_a_clear_message(lab, figures):
         host.start()
     with LibvirtConnection(host.spec.uri, connect_timeout=10) as conn:
         assert conn.handle.getHostname()
+
+
+def test_a_taken_address_is_reported_with_its_holder(tmp_path):
+    spec = HostSpec(9)  # not one the suite runs
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((spec.address, LIBVIRTD_PORT))
+    squatter.listen(1)
+    try:
+        with pytest.raises(LabError) as caught:
+            LabHost(spec, LabLayout(tmp_path)).start()
+    finally:
+        squatter.close()
+    message = str(caught.value)
+    assert message.startswith(f"kvm9: {spec.address}:{LIBVIRTD_PORT} is taken by pid {os.getpid()}: ")
+    assert "pytest" in message
