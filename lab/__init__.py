@@ -4,6 +4,7 @@
 """
 
 import time
+from contextlib import contextmanager
 
 import libvirt
 
@@ -78,37 +79,34 @@ class Lab:
     def render_status(self, seconds=1.0):
         return render(self.status(seconds))
 
-    def connect(self, host_name):
-        return open_lab_connection(self.host(host_name).spec.uri)
-
+    @contextmanager
     def connections(self):
-        """name -> open connection for every running host; the caller closes them."""
-        return {host.spec.name: open_lab_connection(host.spec.uri) for host in self.running_hosts()}
+        """name -> open connection for every running host, all closed when the block ends."""
+        conns = {}
+        try:
+            for host in self.running_hosts():
+                conns[host.spec.name] = open_lab_connection(host.spec.uri)
+            yield conns
+        finally:
+            for conn in conns.values():
+                conn.close()
 
     def create_guest(self, name, host_name, vcpus=1, memory_mib=256, load=0):
         vmlinuz, initrd = ensure_image(self.layout)
-        conns = self.connections()
-        try:
+        with self.connections() as conns:
             existing = find_guest(conns, name)
             if existing:
                 raise LabError(f"guest {name} already exists on {', '.join(host for host, _dom in existing)}")
             if host_name not in conns:
                 raise LabError(f"lab host {host_name} is not running")
             create_guest(conns[host_name], name, self.layout, vmlinuz, initrd, vcpus, memory_mib, load)
-        finally:
-            for conn in conns.values():
-                conn.close()
 
     def _on_each_copy(self, name, action):
-        conns = self.connections()
-        try:
+        with self.connections() as conns:
             found = find_guest(conns, name)
             if not found:
                 raise LabError(f"no lab host has a guest named {name}")
             return [(host_name, action(dom)) for host_name, dom in found]
-        finally:
-            for conn in conns.values():
-                conn.close()
 
     def set_load(self, name, load=None, dirty=None):
         """Set load on the running copy of the guest; returns (host, (load, dirty))."""

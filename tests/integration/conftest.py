@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import Lab, LabError
+from lab import Lab
 
 LAB_HOSTS = 3
 
@@ -28,13 +28,6 @@ def lab(figures):
 def guest_name(lab, request):
     """A unique guest name for one test, removed from every lab host afterwards."""
     name = "it-" + request.node.name.replace("_", "-")[5:40].strip("-")
-    _remove_everywhere(lab, name)  # left over from an interrupted run
+    lab.remove_guest_if_defined(name)  # left over from an interrupted run
     yield name
-    _remove_everywhere(lab, name)
-
-
-def _remove_everywhere(lab, name):
-    try:
-        lab.remove_guest(name)
-    except LabError:
-        pass  # not there: nothing to clean
+    lab.remove_guest_if_defined(name)
