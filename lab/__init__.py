@@ -92,6 +92,7 @@ class Lab:
                 conn.close()
 
     def create_guest(self, name, host_name, vcpus=1, memory_mib=256, load=0):
+        host_from_name(host_name)  # ValueError naming the expected form for "hostA" and the like
         vmlinuz, initrd = ensure_image(self.layout)
         with self.connections() as conns:
             existing = find_guest(conns, name)
