@@ -6,6 +6,7 @@ Run pytest directly and they use the source tree instead, through a symlink.
 """
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -37,6 +38,16 @@ _FIGURES = []
 def figures():
     """Call figures(label, text) to have a measurement printed at the end of the run."""
     return lambda label, text: _FIGURES.append((label, text))
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback TCP port that nobody listens on (bound once, then released)."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
 
 
 @pytest.fixture(scope="session")

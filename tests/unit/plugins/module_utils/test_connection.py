@@ -62,14 +62,6 @@ def silent_listener():
     server.close()
 
 
-def unused_loopback_port():
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
 def test_opens_and_closes_on_exit(node_uri):
     with LibvirtConnection(node_uri) as conn:
         handle = conn.handle
@@ -119,8 +111,8 @@ def test_missing_node_file_fails_clearly(tmp_path):
     assert uri in str(caught.value)
 
 
-def test_refused_port_fails_at_once_with_the_reason():
-    uri = f"qemu+tcp://127.0.0.1:{unused_loopback_port()}/system"
+def test_refused_port_fails_at_once_with_the_reason(closed_port):
+    uri = f"qemu+tcp://127.0.0.1:{closed_port}/system"
     started = time.monotonic()
     with pytest.raises(LibvirtOperationError) as caught:
         LibvirtConnection(uri, connect_timeout=10).open()

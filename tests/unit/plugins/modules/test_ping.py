@@ -1,7 +1,6 @@
 """kvmops.virt.ping run by ansible itself (ad hoc), against libvirt's test driver."""
 
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -49,12 +48,8 @@ def test_password_never_appears_in_output(ansible_env):
     assert "Hunter2-secret" not in output
 
 
-def test_unreachable_hypervisor_fails_fast_and_says_why(ansible_env, figures):
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    uri = f"qemu+tcp://127.0.0.1:{port}/system"
+def test_unreachable_hypervisor_fails_fast_and_says_why(ansible_env, figures, closed_port):
+    uri = f"qemu+tcp://127.0.0.1:{closed_port}/system"
     started = time.monotonic()
     status, result, _output = run_ping(ansible_env, f"uri={uri}", "connect_timeout=5")
     elapsed = time.monotonic() - started
