@@ -54,14 +54,30 @@ def listener_of(address, port):
         return None
     socket_link = f"socket:[{inode}]"
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == socket_link for fd in os.listdir(f"/proc/{pid}/fd")):
+        if _holds(pid, socket_link):
+            try:
                 with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                     command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
-                return f"pid {pid}: {command}"
-        except OSError:
-            continue  # exited meanwhile
+            except OSError:
+                command = "(exited)"
+            return f"pid {pid}: {command}"
     return "a process this user cannot see"
+
+
+def _holds(pid, link):
+    """Whether a process has an fd pointing at link. Fds come and go while we look
+    (other threads open and close them), so a vanished fd skips that fd, not the process."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False  # exited meanwhile
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == link:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def libvirtd_conf(spec):
