@@ -1,5 +1,6 @@
 """The real lab for integration tests: brought up once per run, torn down if we started it."""
 
+import fcntl
 import time
 
 import pytest
@@ -9,8 +10,20 @@ from lab import Lab
 LAB_HOSTS = 3
 
 
+# One lab per machine: its hosts own fixed loopback addresses, so concurrent test runs
+# (two checkouts, two developers) take turns instead of tearing down each other's hosts.
+LAB_LOCK = "/tmp/kvmops-lab.lock"
+
+
 @pytest.fixture(scope="session")
-def lab(figures):
+def lab_lock():
+    with open(LAB_LOCK, "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def lab(figures, lab_lock):  # pylint: disable=unused-argument
     lab = Lab()
     already_running = {host.spec.name for host in lab.running_hosts()}
     started = time.monotonic()

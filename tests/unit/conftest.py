@@ -1,0 +1,24 @@
+"""Run a module's main() in this process, the way ansible would, and return its result."""
+
+import contextlib
+import importlib
+import io
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+
+def run_module(name, args, check=False, diff=True):
+    """The result dict of kvmops.virt.<name> with ``args``; failures come back with failed=True."""
+    module = importlib.import_module(f"ansible_collections.kvmops.virt.plugins.modules.{name}")
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    output = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(output), pytest.raises(SystemExit):
+        module.main()
+    return json.loads(output.getvalue())
+
+
+@pytest.fixture(name="run_module")
+def run_module_fixture():
+    return run_module
