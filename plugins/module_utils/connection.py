@@ -31,6 +31,14 @@ try:
 except ImportError:
     libvirt = None
 
+
+def _keep_quiet(_context, _error):
+    """libvirt prints every error on stderr by default; the collection reports them itself."""
+
+
+if libvirt is not None:
+    libvirt.registerErrorHandler(_keep_quiet, None)
+
 DEFAULT_URI = "qemu:///system"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 

@@ -5,6 +5,7 @@ import importlib
 import io
 import json
 
+import libvirt
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
@@ -22,3 +23,12 @@ def run_module(name, args, check=False, diff=True):
 @pytest.fixture(name="run_module")
 def run_module_fixture():
     return run_module
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_driver_state():
+    """libvirt's test:///default keeps its guests, pools and networks only while some
+    connection is open; holding one for the session lets one module run see the last's."""
+    conn = libvirt.open("test:///default")
+    yield conn
+    conn.close()
