@@ -18,6 +18,7 @@ never leaves a guest half-defined or stopped when it was running.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 from ansible_collections.kvmops.virt.plugins.module_utils import guest_xml, storage
@@ -162,6 +163,9 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
         try:
             if self.domain is None:
                 check_guest_name(spec.name)
+                if not (spec.defines_resources() or spec.clone_from):
+                    raise GuestError("guest %s does not exist on %s; describe it (vcpus, memory, disks, ...) or "
+                                     "give clone_from to create it" % (spec.name, self.conn.uri))
                 root = self._clone_base() if spec.clone_from else self._new_base()
             else:
                 with self.conn.operation("read the definition of guest %s" % spec.name):
@@ -506,7 +510,7 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
     def definition_changed(self):
         if self.after_root is None:
             return False
-        return self.before_root is None or to_xml(self.before_root) != to_xml(self.after_root)
+        return self.before_root is None or canonical_xml(self.before_root) != canonical_xml(self.after_root)
 
     @property
     def restart_required(self):
@@ -840,6 +844,16 @@ def undefine(domain):
     if _count_or_zero(lambda: domain.hasManagedSaveImage(0)):
         flags |= libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
     domain.undefineFlags(flags)
+
+
+def canonical_xml(root):
+    """The XML text without the indentation, which libvirt rewrites anyway."""
+    duplicate = copy.deepcopy(root)
+    for element in duplicate.iter():
+        if element.text is not None and not element.text.strip():
+            element.text = None
+        element.tail = None
+    return to_xml(duplicate)
 
 
 def xml_covers(actual, desired):

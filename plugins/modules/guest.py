@@ -491,8 +491,11 @@ def main():
             if not module.check_mode and changed:
                 run.apply()
         except GuestError as error:
-            module.fail_json(msg=str(error), actions=run.actions, warnings=run.warnings)
-        result = dict(changed=changed or bool(run.actions), actions=run.actions, restart_required=run.restart_required,
+            for warning in run.warnings:
+                module.warn(warning)
+            module.fail_json(msg=str(error), actions=run.actions)
+        # A real run reports what it did: a live change the guest refused did not happen.
+        result = dict(changed=changed if module.check_mode else bool(run.actions), actions=run.actions, restart_required=run.restart_required,
                       restart_pending=sorted(run.restart_keys))
         if module.check_mode:
             result["guest"] = run.views()[1]

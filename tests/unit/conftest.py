@@ -7,6 +7,7 @@ import json
 
 import libvirt
 import pytest
+from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -15,9 +16,13 @@ def run_module(name, args, check=False, diff=True):
     module = importlib.import_module(f"ansible_collections.kvmops.virt.plugins.modules.{name}")
     args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     output = io.StringIO()
+    # warnings are process-global in ansible; a real module process starts without any
+    ansible_warnings._global_warnings.clear()  # pylint: disable=protected-access
     with patch_module_args(args), contextlib.redirect_stdout(output), pytest.raises(SystemExit):
         module.main()
-    return json.loads(output.getvalue())
+    result = json.loads(output.getvalue())
+    result["warnings"] = [warning["event"]["msg"] for warning in result.get("warnings", [])]
+    return result
 
 
 @pytest.fixture(name="run_module")
