@@ -25,7 +25,7 @@ def run_module(name, args, check=False, diff=True):
     return result
 
 
-@pytest.fixture(name="run_module")
+@pytest.fixture(name="run_module", scope="session")
 def run_module_fixture():
     return run_module
 
