@@ -57,7 +57,7 @@ class Lab:
         log(f"inventory: {self.layout.inventory_path}")
 
     def write_inventory(self):
-        write_inventory(self.layout.inventory_path, [host.spec for host in self.running_hosts()])
+        write_inventory(self.layout.inventory_path, [host.spec for host in self.running_hosts()], self.layout)
 
     def down(self, log=print):
         """Stop every host (guests, daemons and anything left in their namespaces)."""

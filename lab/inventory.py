@@ -1,13 +1,15 @@
 """The inventory file that tells playbooks, the inventory plugin and rulebooks about the lab.
 
 Every hypervisor is a host of group ``kvm_hypervisors`` with ``libvirt_uri``: the variable
-the collection reads wherever it takes hypervisors from an inventory.
+the collection reads wherever it takes hypervisors from an inventory. The group's
+``kvm_lab_*`` variables say where the lab guest's kernel, initrd and serial logs are, for
+playbooks that build lab guests with the collection's own modules.
 """
 
 import yaml
 
 
-def inventory_document(specs):
+def inventory_document(specs, layout=None):
     hosts = {
         spec.name: {
             "libvirt_uri": spec.uri,
@@ -18,11 +20,18 @@ def inventory_document(specs):
         }
         for spec in specs
     }
-    return {"all": {"children": {"kvm_hypervisors": {"hosts": hosts}}}}
+    group = {"hosts": hosts}
+    if layout is not None:
+        group["vars"] = {
+            "kvm_lab_kernel": str(layout.image_dir / "vmlinuz"),
+            "kvm_lab_initrd": str(layout.image_dir / "initrd.gz"),
+            "kvm_lab_guest_logs": str(layout.guests_dir),
+        }
+    return {"all": {"children": {"kvm_hypervisors": group}}}
 
 
-def write_inventory(path, specs):
+def write_inventory(path, specs, layout=None):
     header = "# Written by the kvmops.virt lab ('make lab-up'); rewritten on every start.\n"
-    text = yaml.safe_dump(inventory_document(specs), sort_keys=False, default_flow_style=False)
+    text = yaml.safe_dump(inventory_document(specs, layout), sort_keys=False, default_flow_style=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + text)

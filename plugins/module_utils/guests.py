@@ -217,6 +217,9 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
             root.find("os").remove(nvram)  # libvirt makes a fresh one from the firmware's template
         guest_xml.set_cloud_init_mark(root, None)
         devices = root.find("devices")
+        for serial in devices.findall("serial"):
+            for log in serial.findall("log"):
+                serial.remove(log)  # the template's log file is not the clone's
         for disk in list(devices.findall("disk")):
             path = guest_xml.disk_source(disk)
             if path and path.endswith("/" + spec.clone_from + SEED_SUFFIX):
