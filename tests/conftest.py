@@ -5,6 +5,10 @@ both the Python imports and the ansible commands in the tests use exactly what s
 Run pytest directly and they use the source tree instead, through a symlink.
 """
 
+import contextlib
+import importlib
+import io
+import json
 import os
 import socket
 import sys
@@ -31,7 +35,30 @@ COLLECTIONS_PATH = _collections_path()
 sys.path.insert(0, str(COLLECTIONS_PATH))
 sys.path.insert(0, str(REPO))  # the lab package
 
+from ansible.module_utils.common import warnings as ansible_warnings  # noqa: E402  (needs sys.path above)
+from ansible.module_utils.testing import patch_module_args  # noqa: E402
+
 _FIGURES = []
+
+
+def run_module(name, args, check=False, diff=True):
+    """The result dict of kvmops.virt.<name> with ``args``; failures come back with failed=True."""
+    module = importlib.import_module(f"ansible_collections.kvmops.virt.plugins.modules.{name}")
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    output = io.StringIO()
+    # warnings are process-global in ansible; a real module process starts without any
+    ansible_warnings._global_warnings.clear()  # pylint: disable=protected-access
+    with patch_module_args(args), contextlib.redirect_stdout(output), pytest.raises(SystemExit):
+        module.main()
+    result = json.loads(output.getvalue())
+    result["warnings"] = [warning["event"]["msg"] for warning in result.get("warnings", [])]
+    return result
+
+
+@pytest.fixture(name="run_module", scope="session")
+def run_module_fixture():
+    return run_module
+
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ short_description: Declare one libvirt guest and have it exist, as described, in
 version_added: 0.1.0
 description:
   - Creates, updates, starts, stops, pauses and removes one guest (libvirt domain) from a
-    declarative description: resources, disks, network interfaces, cloud-init seed, tags.
+    declarative description of its resources, disks, network interfaces, cloud-init seed and tags.
   - Idempotent. Options that are not given are left as they are. Running it twice changes
     nothing the second time; check mode reports exactly the change (and diff) the real run makes.
   - Every input is checked before anything changes (names, sizes, pools, volumes, networks,
@@ -82,7 +82,7 @@ options:
   cpu_mode:
     description:
       - CPU model the guest sees. V(host-passthrough) and V(host-model) need O(virt_type=kvm).
-      - Not set: libvirt's default.
+      - When not set, libvirt's default.
     type: str
     choices: [host-passthrough, host-model, maximum]
   virt_type:
@@ -153,8 +153,8 @@ options:
         choices: [qcow2, raw]
       backing:
         description:
-          - Backing image of a new qcow2 volume (copy-on-write): a volume name in the same pool, or
-            the absolute path of a volume in any pool.
+          - Backing image of a new qcow2 volume (copy-on-write), either a volume name in the same
+            pool or the absolute path of a volume in any pool.
         type: str
       path:
         description: Absolute path on the hypervisor of an existing image or block device.
@@ -220,8 +220,8 @@ options:
         type: str
   clone_from:
     description:
-      - Create the guest as a copy of this stopped template guest: same definition, new UUID,
-        new MAC addresses, and a copy of each of its writable disks (see O(clone_mode)).
+      - Create the guest as a copy of this stopped template guest, with the same definition, a new
+        UUID, new MAC addresses, and a copy of each of its writable disks (see O(clone_mode)).
         The other options are then applied on top.
       - Used only when the guest does not exist yet.
     type: str
