@@ -192,8 +192,6 @@ class GuestSpec:
             value = getattr(self, option)
             if value and not value.startswith("/"):
                 raise GuestSpecError("%s: %r is not an absolute path on the hypervisor" % (option, value))
-        if (self.initrd or self.cmdline) and not self.kernel:
-            raise GuestSpecError("initrd and cmdline need kernel (direct kernel boot)")
         if self.serial is False and self.serial_log:
             raise GuestSpecError("serial_log needs the serial console (serial: true)")
         if self.clone_from is not None:

@@ -295,6 +295,8 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
             current = root.find("os/type").get("machine")
             machine = spec.machine if self.canonical_machine(arch, spec.machine) != current else None
         guest_xml.set_os(root, spec, machine)
+        if root.find("os/kernel") is None and (root.find("os/initrd") is not None or root.find("os/cmdline") is not None):
+            raise GuestError("initrd and cmdline need kernel (direct kernel boot)")
         if spec.cpu_mode:
             guest_xml.set_cpu_mode(root, spec.cpu_mode)
         if spec.disks is not None:

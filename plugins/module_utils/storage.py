@@ -15,6 +15,8 @@ volume, so modules only have to report it.
 
 from __future__ import annotations
 
+import os
+import stat
 from xml.etree import ElementTree
 
 from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import parse_xml, sub_element, to_xml
@@ -28,9 +30,33 @@ except ImportError:
 # 4 MiB chunks keep an upload's memory flat however large the image is.
 UPLOAD_CHUNK = 4 * 1024 * 1024
 
+# Pools whose volumes are files, so they have an image format and can be qcow2 overlays.
+FILE_POOL_TYPES = ("dir", "fs", "netfs")
+
+# What libvirt sizes volumes in: it hands qemu-img sizes in KiB, and LVM rounds logical
+# volumes up to whole extents (4 MiB unless the volume group was made otherwise).
+_KIB = 1024
+_LVM_EXTENT = 4 * 1024 * 1024
+
+# First bytes of image formats that an upload cannot take as they are.
+_QCOW2_MAGIC = b"QFI\xfb"
+_OTHER_IMAGE_MAGIC = ((0, b"QED\x00", "qed"), (0, b"KDMV", "vmdk"), (0, b"conectix", "vpc"),
+                      (0, b"vhdxfile", "vhdx"), (64, b"\x7f\x10\xda\xbe", "vdi"))
+
 
 class StorageError(Exception):
     """A storage request that cannot be met; str() is a sentence for a person."""
+
+
+def check_name(name, what, option):
+    """StorageError unless ``name`` can name a pool or volume: libvirt takes it as a file name."""
+    if not isinstance(name, str) or not name:
+        raise StorageError("%s: the %s name must not be empty" % (option, what))
+    if "/" in name or name.startswith(".") or any(ord(char) < 32 for char in name):
+        raise StorageError("%s: %r is not a usable %s name (no '/', no leading '.', no control characters)"
+                           % (option, name, what))
+    if len(name.encode("utf-8")) > 255:
+        raise StorageError("%s: the %s name %r is longer than 255 bytes" % (option, what, name))
 
 
 def _not_found(error):
@@ -111,13 +137,62 @@ def volume_xml(name, capacity, fmt=None, backing_path=None, backing_format=None,
     return to_xml(root)
 
 
+def readable_size(size_bytes):
+    """About how big, for messages: '98.9 GiB', '512.0 MiB', '300 B'."""
+    for name, factor in (("TiB", 1024 ** 4), ("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if size_bytes >= factor:
+            return "%.1f %s" % (size_bytes / factor, name)
+    return "%d B" % size_bytes
+
+
 def check_pool_room(pool, size, what):
     """StorageError when ``pool`` has fewer than ``size`` bytes available for ``what``."""
     root = parse_xml(pool.XMLDesc(0), "pool XML")
     available = libvirt_size_bytes(root.find("available"), "bytes")
     if available is not None and size > available:
-        raise StorageError("storage pool %r has %d bytes available, %s needs %d"
-                           % (pool.name(), available, what, size))
+        raise StorageError("storage pool %r is too full: %s needs %s (%d bytes) and only %s (%d bytes) "
+                           "are available" % (pool.name(), what, readable_size(size), size,
+                                              readable_size(available), available))
+
+
+def pool_type(pool):
+    """The pool's type as its XML says: dir, fs, netfs, logical..."""
+    return parse_xml(pool.XMLDesc(0), "pool XML").get("type")
+
+
+def pool_path(pool):
+    """The pool's target path: the directory of a dir pool, /dev/VG of a logical pool."""
+    return parse_xml(pool.XMLDesc(0), "pool XML").findtext("target/path")
+
+
+def refresh_pool(conn, pool):
+    """Have libvirt look at the pool again, so files added behind its back and the free space are current."""
+    try:
+        pool.refresh(0)
+    except libvirt.libvirtError:
+        # A pool refuses to refresh while a volume of it is being built (another task
+        # creating one at the same moment); what libvirt knows already is then the best
+        # there is, and the calls that follow report any real trouble.
+        pass
+
+
+def volume_granularity(pool_kind, fmt):
+    """The unit a new or grown volume's capacity is rounded up to by libvirt and its tools."""
+    if pool_kind not in FILE_POOL_TYPES:
+        return _LVM_EXTENT
+    if fmt == "raw":
+        return 1
+    return _KIB
+
+
+def round_up(size, granularity):
+    return -(-size // granularity) * granularity
+
+
+def define_volume(conn, pool, name, capacity, fmt=None, backing_path=None, backing_format=None):
+    """Create a volume from settings already checked; returns it."""
+    with conn.operation("create volume %s in storage pool %s" % (name, pool.name())):
+        return pool.createXML(volume_xml(name, capacity, fmt, backing_path, backing_format), 0)
 
 
 def create_volume(conn, pool, name, capacity, fmt=None, backing=None):
@@ -132,16 +207,24 @@ def create_volume(conn, pool, name, capacity, fmt=None, backing=None):
             raise StorageError("volume %r: a volume with a backing image must be qcow2, not %s" % (name, fmt))
     else:
         check_pool_room(pool, capacity if fmt == "raw" else 0, "volume %r" % name)
-    with conn.operation("create volume %s in storage pool %s" % (name, pool.name())):
-        return pool.createXML(volume_xml(name, capacity, fmt, backing_path, backing_format), 0)
+    return define_volume(conn, pool, name, capacity, fmt, backing_path, backing_format)
 
 
-def copy_volume(conn, pool, name, source):
-    """A full, independent copy of volume ``source`` called ``name`` in ``pool``."""
+def copy_volume(conn, pool, name, source, fmt=None, check_room=True):
+    """A full, independent copy of volume ``source`` called ``name`` in ``pool``.
+
+    ``fmt`` converts the copy (for example raw to qcow2); by default it keeps the source's format."""
     facts = volume_facts(source)
-    check_pool_room(pool, facts["allocation"] or 0, "a copy of volume %r" % facts["name"])
+    if check_room:
+        check_pool_room(pool, facts["allocation"] or 0, "a copy of volume %r" % facts["name"])
     with conn.operation("copy volume %s to %s in storage pool %s" % (facts["name"], name, pool.name())):
-        return pool.createXMLFrom(volume_xml(name, facts["capacity"], facts["format"]), source, 0)
+        return pool.createXMLFrom(volume_xml(name, facts["capacity"], fmt or facts["format"]), source, 0)
+
+
+def resize_volume(conn, volume, capacity):
+    """Grow ``volume`` to ``capacity`` bytes (libvirt refuses to shrink without a flag we never pass)."""
+    with conn.operation("resize volume %s to %d bytes" % (volume.name(), capacity)):
+        volume.resize(capacity, 0)
 
 
 def upload_to_volume(conn, volume, chunks, length):
@@ -171,6 +254,72 @@ def file_chunks(path):
             if not chunk:
                 return
             yield chunk
+
+
+def image_file_info(path, option="upload"):
+    """format ('qcow2' or 'raw'), virtual_size and file_size of an image file to upload.
+
+    Raises StorageError for a file that cannot be read, is empty, needs a backing file or is
+    in a format other than raw or qcow2 (the volume would hold bytes no guest can read)."""
+    try:
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            raise StorageError("%s: %s is not a regular file" % (option, path))
+        with open(path, "rb") as image:
+            header = image.read(512)
+    except OSError as error:
+        raise StorageError("%s: cannot read %s: %s" % (option, path, error.strerror)) from None
+    if status.st_size == 0:
+        raise StorageError("%s: %s is empty" % (option, path))
+    if header.startswith(_QCOW2_MAGIC) and len(header) >= 32:
+        if int.from_bytes(header[8:16], "big"):
+            raise StorageError("%s: %s is a qcow2 overlay that needs a backing file; upload a standalone image "
+                               "(qemu-img convert -O qcow2 %s standalone.qcow2)" % (option, path, path))
+        return dict(format="qcow2", virtual_size=int.from_bytes(header[24:32], "big"), file_size=status.st_size)
+    for offset, magic, fmt in _OTHER_IMAGE_MAGIC:
+        if header[offset:offset + len(magic)] == magic:
+            raise StorageError("%s: %s is a %s image; only raw and qcow2 images can be uploaded "
+                               "(convert it first: qemu-img convert -O qcow2 ...)" % (option, path, fmt))
+    return dict(format="raw", virtual_size=status.st_size, file_size=status.st_size)
+
+
+def _disk_references(domain_root):
+    """(path, (pool, volume)) of every disk source of a domain, its backing chains included."""
+    for disk in domain_root.iterfind("devices/disk"):
+        for source in disk.iter("source"):
+            path = source.get("file") or source.get("dev")
+            pair = (source.get("pool"), source.get("volume")) if source.get("volume") else None
+            yield path, pair
+
+
+def _guest_xmls(domain):
+    yield parse_xml(domain.XMLDesc(0), "domain XML")
+    if domain.isActive() and domain.isPersistent():
+        # the next boot's definition may name disks the running guest does not have yet
+        yield parse_xml(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), "domain XML")
+
+
+def volume_users(conn, volumes):
+    """Who would break if ``volumes`` went away: guests using them, and other volumes backed by them.
+
+    Returns sentences such as "guest 'web-1'" or "volume 'web-1.qcow2' in pool 'default'
+    (its backing image)"; empty when nothing uses them."""
+    facts = [volume_facts(volume) for volume in volumes]
+    paths = {fact["path"] for fact in facts}
+    pairs = {(fact["pool"], fact["name"]) for fact in facts}
+    users = []
+    with conn.operation("find the guests and volumes that use %s" % ", ".join(sorted(paths))):
+        for domain in conn.handle.listAllDomains(0):
+            for root in _guest_xmls(domain):
+                if any(path in paths or pair in pairs for path, pair in _disk_references(root)):
+                    users.append("guest %r" % domain.name())
+                    break
+        for pool in conn.handle.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+            for volume in pool.listAllVolumes(0):
+                root = parse_xml(volume.XMLDesc(0), "volume XML")
+                if root.findtext("target/path") not in paths and root.findtext("backingStore/path") in paths:
+                    users.append("volume %r in pool %r (it is backed by it)" % (volume.name(), pool.name()))
+    return users
 
 
 def delete_volume(conn, volume):
