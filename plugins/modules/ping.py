@@ -102,19 +102,15 @@ elapsed_ms:
 """
 
 import time
-from xml.etree import ElementTree
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import redact_uri
+from ansible_collections.kvmops.virt.plugins.module_utils.host_facts import version_string
 from ansible_collections.kvmops.virt.plugins.module_utils.module import LibvirtModule
-
-
-def version_string(number):
-    """libvirt encodes versions as major * 1,000,000 + minor * 1,000 + release."""
-    return "%d.%d.%d" % (number // 1000000, number // 1000 % 1000, number % 1000)
+from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import parse_xml
 
 
 def describe_hypervisor(handle):
-    capabilities = ElementTree.fromstring(handle.getCapabilities())
+    capabilities = parse_xml(handle.getCapabilities(), "capabilities XML")
     return dict(
         uri=redact_uri(handle.getURI()),
         hostname=handle.getHostname(),
