@@ -60,7 +60,6 @@ def run_module_fixture():
     return run_module
 
 
-
 @pytest.fixture(scope="session")
 def figures():
     """Call figures(label, text) to have a measurement printed at the end of the run."""

@@ -157,8 +157,8 @@ def _target_size(request, kind, fmt, at_least, what):
     target = round_up(request.size, volume_granularity(kind, fmt))
     if at_least is not None and target < at_least:
         raise StorageError("size: %s asks for %s, but %s is %s; the volume cannot be smaller: give at least "
-                           "that, or leave size out" % (_where_request(request), format_size(request.size),
-                                                         what, format_size(at_least)))
+                           "that, or leave size out"
+                           % (_where_request(request), format_size(request.size), what, format_size(at_least)))
     return target
 
 
@@ -178,8 +178,8 @@ def _plan_upload(request, kind):
     fmt = request.format or image["format"]
     if fmt != image["format"]:
         raise StorageError("format: %s is a %s image, so the volume must be %s, not %s (convert it first with "
-                           "qemu-img convert, or leave format out)" % (request.upload, image["format"],
-                                                                     image["format"], fmt))
+                           "qemu-img convert, or leave format out)"
+                           % (request.upload, image["format"], image["format"], fmt))
     plan = NewVolume(request, fmt, image["virtual_size"])
     if request.size is not None:
         target = _target_size(request, kind, fmt, image["virtual_size"], "the image %s" % request.upload)

@@ -352,25 +352,71 @@ guest:
   returned: when the guest exists after the run
   type: dict
   contains:
-    name: {description: Name., type: str, sample: web-1}
-    uuid: {description: UUID (V(null) in check mode for a guest not created yet)., type: str}
-    state: {description: Power state, V(running), V(paused), V(stopped), V(crashed) or V(suspended)., type: str}
-    autostart: {description: Whether the guest starts with the hypervisor., type: bool}
-    persistent: {description: Whether the guest has a persistent definition., type: bool}
-    host: {description: Host name of the hypervisor (V(null) in check mode)., type: str}
-    virt_type: {description: V(kvm), V(qemu) (or V(test) on libvirt's test driver)., type: str}
-    arch: {description: CPU architecture., type: str, sample: x86_64}
-    machine: {description: Machine type as libvirt records it., type: str, sample: pc-q35-7.2}
-    firmware: {description: V(bios) or V(uefi)., type: str}
-    cpu_mode: {description: CPU mode, V(null) for libvirt's default., type: str}
-    vcpus: {description: vCPUs., type: int, sample: 2}
-    max_vcpus: {description: Most vCPUs without a restart., type: int, sample: 4}
-    memory: {description: Memory (balloon target)., type: str, sample: 2 GiB}
-    max_memory: {description: Memory at boot, the balloon's maximum., type: str, sample: 4 GiB}
-    boot: {description: Boot order., type: list, elements: str}
-    kernel: {description: Kernel for direct boot., type: str}
-    initrd: {description: Initrd for direct boot., type: str}
-    cmdline: {description: Kernel command line., type: str}
+    name:
+      description: Name.
+      type: str
+      sample: web-1
+    uuid:
+      description: UUID (V(null) in check mode for a guest not created yet).
+      type: str
+    state:
+      description: Power state, V(running), V(paused), V(stopped), V(crashed) or V(suspended).
+      type: str
+    autostart:
+      description: Whether the guest starts with the hypervisor.
+      type: bool
+    persistent:
+      description: Whether the guest has a persistent definition.
+      type: bool
+    host:
+      description: Host name of the hypervisor (V(null) in check mode).
+      type: str
+    virt_type:
+      description: "V(kvm), V(qemu) (or V(test) on libvirt's test driver)."
+      type: str
+    arch:
+      description: CPU architecture.
+      type: str
+      sample: x86_64
+    machine:
+      description: Machine type as libvirt records it.
+      type: str
+      sample: pc-q35-7.2
+    firmware:
+      description: "V(bios) or V(uefi)."
+      type: str
+    cpu_mode:
+      description: CPU mode, V(null) for libvirt's default.
+      type: str
+    vcpus:
+      description: vCPUs.
+      type: int
+      sample: 2
+    max_vcpus:
+      description: Most vCPUs without a restart.
+      type: int
+      sample: 4
+    memory:
+      description: Memory (balloon target).
+      type: str
+      sample: 2 GiB
+    max_memory:
+      description: Memory at boot, the balloon's maximum.
+      type: str
+      sample: 4 GiB
+    boot:
+      description: Boot order.
+      type: list
+      elements: str
+    kernel:
+      description: Kernel for direct boot.
+      type: str
+    initrd:
+      description: Initrd for direct boot.
+      type: str
+    cmdline:
+      description: Kernel command line.
+      type: str
     disks:
       description: Disks with C(target), C(device), C(bus), C(path), C(format), C(readonly) and, for pool volumes, C(pool), C(volume), C(size).
       type: list
@@ -379,10 +425,19 @@ guest:
       description: NICs with C(type) (network or bridge), C(source), C(model) and C(mac).
       type: list
       elements: dict
-    serial: {description: Whether the guest has a serial console., type: bool}
-    serial_log: {description: File that receives the serial console's output., type: str}
-    cloud_init: {description: SHA-256 of the attached cloud-init seed, or V(null)., type: str}
-    tags: {description: The guest's tags., type: dict, sample: {role: web, migratable: false}}
+    serial:
+      description: Whether the guest has a serial console.
+      type: bool
+    serial_log:
+      description: File that receives the serial console's output.
+      type: str
+    cloud_init:
+      description: SHA-256 of the attached cloud-init seed, or V(null).
+      type: str
+    tags:
+      description: The guest's tags.
+      type: dict
+      sample: {role: web, migratable: false}
 restart_required:
   description: The guest runs with a definition older than the one it has; a restart applies it.
   returned: always

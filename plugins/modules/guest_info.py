@@ -88,40 +88,108 @@ guests:
   type: list
   elements: dict
   contains:
-    name: {description: Name., type: str, sample: web-1}
-    uuid: {description: UUID., type: str}
-    id: {description: libvirt's ID of a running or paused guest, else V(null)., type: int}
-    state: {description: Power state., type: str, sample: running}
-    persistent: {description: Whether the guest has a persistent definition., type: bool}
-    autostart: {description: Whether the guest starts with the hypervisor., type: bool}
-    virt_type: {description: V(kvm) or V(qemu)., type: str}
-    arch: {description: CPU architecture., type: str}
-    machine: {description: Machine type., type: str}
-    firmware: {description: V(bios) or V(uefi)., type: str}
-    cpu_mode: {description: CPU mode or V(null)., type: str}
-    vcpus: {description: vCPUs (of the running guest when it runs)., type: int}
-    max_vcpus: {description: Most vCPUs without a restart., type: int}
-    memory: {description: Memory (balloon target)., type: str, sample: 2 GiB}
-    max_memory: {description: Memory at boot., type: str}
-    boot: {description: Boot order., type: list, elements: str}
-    kernel: {description: Kernel for direct boot., type: str}
-    initrd: {description: Initrd for direct boot., type: str}
-    cmdline: {description: Kernel command line., type: str}
-    disks: {description: Disks (C(target), C(device), C(bus), C(path), C(format), C(readonly))., type: list, elements: dict}
-    interfaces: {description: NICs (C(type), C(source), C(model), C(mac))., type: list, elements: dict}
-    serial: {description: Whether the guest has a serial console., type: bool}
-    serial_log: {description: Log file of the serial console., type: str}
-    cloud_init: {description: SHA-256 of the attached cloud-init seed, or V(null)., type: str}
-    tags: {description: Tags from the collection's metadata., type: dict}
+    name:
+      description: Name.
+      type: str
+      sample: web-1
+    uuid:
+      description: UUID.
+      type: str
+    id:
+      description: libvirt's ID of a running or paused guest, else V(null).
+      type: int
+    state:
+      description: Power state.
+      type: str
+      sample: running
+    persistent:
+      description: Whether the guest has a persistent definition.
+      type: bool
+    autostart:
+      description: Whether the guest starts with the hypervisor.
+      type: bool
+    virt_type:
+      description: "V(kvm) or V(qemu)."
+      type: str
+    arch:
+      description: CPU architecture.
+      type: str
+    machine:
+      description: Machine type.
+      type: str
+    firmware:
+      description: "V(bios) or V(uefi)."
+      type: str
+    cpu_mode:
+      description: CPU mode or V(null).
+      type: str
+    vcpus:
+      description: vCPUs (of the running guest when it runs).
+      type: int
+    max_vcpus:
+      description: Most vCPUs without a restart.
+      type: int
+    memory:
+      description: Memory (balloon target).
+      type: str
+      sample: 2 GiB
+    max_memory:
+      description: Memory at boot.
+      type: str
+    boot:
+      description: Boot order.
+      type: list
+      elements: str
+    kernel:
+      description: Kernel for direct boot.
+      type: str
+    initrd:
+      description: Initrd for direct boot.
+      type: str
+    cmdline:
+      description: Kernel command line.
+      type: str
+    disks:
+      description: Disks (C(target), C(device), C(bus), C(path), C(format), C(readonly)).
+      type: list
+      elements: dict
+    interfaces:
+      description: NICs (C(type), C(source), C(model), C(mac)).
+      type: list
+      elements: dict
+    serial:
+      description: Whether the guest has a serial console.
+      type: bool
+    serial_log:
+      description: Log file of the serial console.
+      type: str
+    cloud_init:
+      description: SHA-256 of the attached cloud-init seed, or V(null).
+      type: str
+    tags:
+      description: Tags from the collection's metadata.
+      type: dict
     usage:
       description: Live usage; V(null) values when the guest is not running or the hypervisor does not say.
       type: dict
       contains:
-        cpu_cores: {description: CPU time used per second over the window, in cores., type: float, sample: 0.52}
-        cpu_percent: {description: The same as a percentage of the guest's vCPUs., type: float, sample: 26.0}
-        memory_actual: {description: Memory the guest has now (balloon), in bytes., type: int}
-        memory_used: {description: Memory in use inside the guest, in bytes (needs the guest's balloon driver)., type: int}
-        memory_rss: {description: Host memory the guest's process occupies, in bytes., type: int}
+        cpu_cores:
+          description: CPU time used per second over the window, in cores.
+          type: float
+          sample: 0.52
+        cpu_percent:
+          description: The same as a percentage of the guest's vCPUs.
+          type: float
+          sample: 26.0
+        memory_actual:
+          description: Memory the guest has now (balloon), in bytes.
+          type: int
+        memory_used:
+          description: Memory in use inside the guest, in bytes (needs the guest's balloon driver).
+          type: int
+        memory_rss:
+          description: Host memory the guest's process occupies, in bytes.
+          type: int
 query_result:
   description: The result of O(query) applied to RV(guests).
   returned: when O(query) is given

@@ -75,9 +75,8 @@ def test_a_lab_host_reports_its_own_identity_and_the_machines_memory(lab, figure
     assert host["host_uuid"] == spec.host_uuid
     assert host["uri"] == spec.uri and host["driver"] == "QEMU"
     assert host["hypervisor_version"] == qemu_version()
-    assert host["libvirt_version"] == "%d.%d.%d" % (libvirt.getVersion() // 1000000,
-                                                     libvirt.getVersion() // 1000 % 1000,
-                                                     libvirt.getVersion() % 1000)
+    number = libvirt.getVersion()
+    assert host["libvirt_version"] == "%d.%d.%d" % (number // 1000000, number // 1000 % 1000, number % 1000)
     assert host["arch"] == os.uname().machine
     assert host["cpu"]["logical_cpus"] == os.cpu_count()
     assert host["virtualization"]["kvm"] == os.path.exists("/dev/kvm")

@@ -131,8 +131,8 @@ def test_macs_stay_when_nics_are_added_and_changed(run_module, guest):
     two = run_module("guest", guest_args(guest, interfaces=[dict(network="default"), dict(network="default")]))
     macs = [nic["mac"] for nic in two["guest"]["interfaces"]]
     assert macs[0] == first and macs[1] != first and macs[1].startswith("52:54:00:")
-    remodelled = run_module("guest", guest_args(guest, interfaces=[dict(network="default", model="e1000"),
-                                                                     dict(network="default")]))
+    nics = [dict(network="default", model="e1000"), dict(network="default")]
+    remodelled = run_module("guest", guest_args(guest, interfaces=nics))
     assert [nic["mac"] for nic in remodelled["guest"]["interfaces"]] == macs
     assert remodelled["guest"]["interfaces"][0]["model"] == "e1000"
     chosen = run_module("guest", guest_args(guest, interfaces=[dict(network="default", mac="52:54:00:AA:BB:CC")]))

@@ -191,8 +191,8 @@ def test_clone_is_a_full_copy_in_the_asked_format(run_module, pool, vol_name):
     _predicted, done = converge(run_module, volume_args(vol_name + "-copy", clone_from=vol_name + "-src"))
     assert done["volume"]["format"] == "qcow2" and done["volume"]["capacity"] == 32 * MIB
     assert done["volume"]["backing"] is None
-    _predicted, raw = converge(run_module, volume_args(vol_name + "-raw", clone_from=f"/{POOL}/{vol_name}-src",
-                                                      format="raw"))
+    raw_args = volume_args(vol_name + "-raw", clone_from=f"/{POOL}/{vol_name}-src", format="raw")
+    _predicted, raw = converge(run_module, raw_args)
     assert raw["volume"]["format"] == "raw"
     assert "<format type='raw'/>" in pool.storageVolLookupByName(vol_name + "-raw").XMLDesc(0)
     missing = run_module("volume", volume_args(vol_name + "-x", clone_from="nothing-here"))
