@@ -102,7 +102,7 @@ lab-down: venv
 lab-status: venv
 	$(LAB) status
 
-demo: lab-up
+demo: install lab-up
 	$(BIN)/python -m lab.demo
 
 clean:

@@ -1,40 +1,78 @@
-"""`make demo`: a small fleet on the lab, shown as hosts, guests and load.
+"""`make demo`: a small fleet on the lab, made with the collection's own playbooks, shown as
+hosts, guests and load.
 
-Each step is a function of the Lab, so later demos (the event-driven rebalancing) add
-steps instead of rewriting this one. Re-running it reuses the guests it made before.
+The fleet is cloned from the lab's template guest by ``kvmops.virt.lab_template`` and
+``kvmops.virt.fleet_from_template`` (the playbooks shipped in the collection), then each
+guest is given a CPU load. Each step is a function of the Lab, so later demos (the
+event-driven rebalancing) add steps instead of rewriting this one. Re-running it changes
+nothing but the loads.
 """
 
+import json
+import os
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from . import Lab, LabError
+from . import Lab
 
-# name, host, load (% of its one vCPU): about one core in all, the machine has two
+REPO = Path(__file__).resolve().parent.parent
+
+# name, host, role, load (% of its one vCPU): about one core in all, the machine has two
 DEMO_FLEET = (
-    ("web-1", "kvm1", 20),
-    ("web-2", "kvm1", 15),
-    ("db-1", "kvm2", 25),
-    ("cache-1", "kvm2", 10),
-    ("batch-1", "kvm3", 30),
+    ("web-1", "kvm1", "web", 20),
+    ("web-2", "kvm1", "web", 15),
+    ("db-1", "kvm2", "db", 25),
+    ("cache-1", "kvm2", "cache", 10),
+    ("batch-1", "kvm3", "batch", 30),
 )
 
 
-def _ensure_guest(lab, name, host, load):
-    try:
-        where, _settings = lab.set_load(name, load)
-        return f"{name:<8} already running on {where}, load set to {load}%"
-    except LabError:
-        started = time.monotonic()
-        lab.remove_guest_if_defined(name)  # defined but stopped: start afresh
-        lab.create_guest(name, host, load=load)
-        return f"{name:<8} created on {host} with load {load}% ({time.monotonic() - started:.1f} s)"
+def _collections_path():
+    """The installed collection (make install), else the source tree through a symlink."""
+    installed = os.environ.get("KVMOPS_COLLECTIONS_PATH")
+    if installed and Path(installed).is_dir():
+        return installed
+    link = REPO / ".build" / "src" / "ansible_collections" / "kvmops" / "virt"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(REPO)
+    return str(REPO / ".build" / "src")
+
+
+def run_playbook(lab, name, extra_vars=None):
+    """Run one of the collection's playbooks against the lab; returns seconds taken."""
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.layout.inventory_path),
+               f"kvmops.virt.{name}"]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=_collections_path(), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal", ANSIBLE_NOCOLOR="1")
+    started = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"ansible-playbook kvmops.virt.{name} failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return time.monotonic() - started
 
 
 def create_fleet(lab, log=print):
-    """Boot the fleet's guests in parallel: each boot is mostly waiting on its kernel."""
+    seconds = run_playbook(lab, "lab_template")
+    log(f"template guest on every host (kvmops.virt.lab_template): {seconds:.1f} s")
+    guests = [{"name": name, "host": host, "tags": {"role": role}} for name, host, role, _load in DEMO_FLEET]
+    seconds = run_playbook(lab, "fleet_from_template", {"fleet_guests": guests, "fleet_prefix": "demo"})
+    log(f"{len(guests)} guests cloned from it (kvmops.virt.fleet_from_template): {seconds:.1f} s")
+
+
+def set_loads(lab, log=print):
+    """Give every guest its load; each waits until its guest's console answers."""
+    def apply(guest):
+        name, _host, _role, load = guest
+        where, _settings = lab.set_load(name, load)
+        return f"{name:<8} on {where}: load {load}%"
     with ThreadPoolExecutor(max_workers=len(DEMO_FLEET)) as pool:
-        for line in pool.map(lambda guest: _ensure_guest(lab, *guest), DEMO_FLEET):
+        for line in pool.map(apply, DEMO_FLEET):
             log(line)
 
 
@@ -43,7 +81,7 @@ def show_fleet(lab, log=print):
     log(lab.render_status(seconds=3))
 
 
-STEPS = (create_fleet, show_fleet)
+STEPS = (create_fleet, set_loads, show_fleet)
 
 
 def main():
