@@ -11,3 +11,9 @@ def test_driver_state():
     conn = libvirt.open("test:///default")
     yield conn
     conn.close()
+
+
+@pytest.fixture(name="driver")
+def driver_fixture(test_driver_state):
+    """The session's connection to test:///default, to look at and clean up what a module did."""
+    return test_driver_state

@@ -20,13 +20,6 @@ HOST_A = dict(mac="52:54:00:77:00:01", name="a", ip="10.77.0.11")
 HOST_B = dict(mac="52:54:00:77:00:02", name="b", ip="10.77.0.12")
 
 
-def _quiet(_context, _error):
-    """libvirt prints every error on stderr by default; the tests look at ours."""
-
-
-libvirt.registerErrorHandler(_quiet, None)
-
-
 @pytest.fixture(name="conn")
 def conn_fixture():
     with LibvirtConnection(URI) as conn:

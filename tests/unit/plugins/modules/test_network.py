@@ -20,21 +20,6 @@ URI = "test:///default"
 LIVE_AND_CONFIG = "(live and persistent)"
 
 
-def _quiet(_context, _error):
-    """libvirt prints every error on stderr by default; the tests look at the module's."""
-
-
-libvirt.registerErrorHandler(_quiet, None)
-
-
-@pytest.fixture(name="driver")
-def driver_fixture():
-    """A connection to the same in-process test driver the module uses, to look and clean up."""
-    conn = libvirt.open(URI)
-    yield conn
-    conn.close()
-
-
 @pytest.fixture(name="net_name")
 def net_name_fixture(driver, request):
     name = "ut-" + request.node.name.replace("_", "-")[5:45].strip("-")

@@ -6,21 +6,6 @@ import pytest
 URI = "test:///default"
 
 
-def _quiet(_context, _error):
-    """libvirt prints every error on stderr by default; the tests look at the module's."""
-
-
-libvirt.registerErrorHandler(_quiet, None)
-
-
-@pytest.fixture(name="driver")
-def driver_fixture():
-    """A connection to the same in-process test driver the module uses, to look and clean up."""
-    conn = libvirt.open(URI)
-    yield conn
-    conn.close()
-
-
 @pytest.fixture(name="pool_name")
 def pool_name_fixture(driver, request):
     name = "ut-" + request.node.name.replace("_", "-")[5:45]

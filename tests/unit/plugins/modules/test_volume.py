@@ -7,27 +7,12 @@ leaves nothing behind, and that check mode predicts them from the options and th
 
 import subprocess
 
-import libvirt
 import pytest
 
 URI = "test:///default"
 POOL = "default-pool"
 MIB = 1024 ** 2
 GIB = 1024 ** 3
-
-
-def _quiet(_context, _error):
-    """libvirt prints every error on stderr by default; the tests look at the module's."""
-
-
-libvirt.registerErrorHandler(_quiet, None)
-
-
-@pytest.fixture(name="driver")
-def driver_fixture():
-    conn = libvirt.open(URI)
-    yield conn
-    conn.close()
 
 
 @pytest.fixture(name="pool")
