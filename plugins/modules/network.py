@@ -18,8 +18,9 @@ description:
     documented here. An empty string for O(ipv4), O(domain) or O(forward_dev) (V(0) for O(mtu))
     removes that setting.
   - On a running network, DHCP ranges and static hosts change live and in the persistent
-    definition at once (libvirt's C(virNetworkUpdate); dnsmasq re-reads its files, guests keep
-    their connectivity).
+    definition at once (libvirt's C(virNetworkUpdate)). For static hosts dnsmasq re-reads its
+    files and keeps running; a range change makes libvirt restart dnsmasq (about 2 s without
+    DHCP answers), while the guests' links and addresses stay up.
   - Any other change of a running network (mode, address, bridge, domain, MTU, forward device)
     is written to the persistent definition only and reported as RV(restart_required); it takes
     effect when the network restarts. O(restart=if_needed) restarts it in the same task.
