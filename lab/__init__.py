@@ -10,13 +10,22 @@ import libvirt
 
 from .connection import LibvirtOperationError, open_lab_connection
 from .guests import LabError, create_guest, ensure_event_loop, find_guest, remove_guest, set_load
-from .hosts import LabHost, ensure_system_prerequisites
+from .hosts import LabHost, NetworkLabHost, ensure_system_prerequisites
 from .image import ensure_image
 from .inventory import write_inventory
-from .layout import DEFAULT_HOSTS, HostSpec, LabLayout, host_from_name
+from .layout import DEFAULT_HOSTS, HostSpec, LabLayout, NetworkHostSpec, host_from_name, network_host_from_name
 from .status import collect, render
 
 __all__ = ["Lab", "LabError", "LibvirtOperationError", "DEFAULT_HOSTS"]
+
+
+def _start(host, log):
+    t0 = time.monotonic()
+    if host.start():
+        log(f"{host.spec.name} started: {host.spec.uri} pid {host.pid()} ({time.monotonic() - t0:.1f} s)")
+        return True
+    log(f"{host.spec.name} already running: {host.spec.uri} pid {host.pid()}")
+    return False
 
 
 def _ignore_libvirt_error(_context, _error):
@@ -40,28 +49,47 @@ class Lab:
     def running_hosts(self):
         return [host for host in self.hosts() if host.is_running()]
 
-    def up(self, count=DEFAULT_HOSTS, log=print):
-        """Make hosts kvm1..kvm<count> run and the guest image exist. Harmless when already up."""
+    def network_host(self, name_or_index=1):
+        """The private-network host kvmnet<N> (by name, index or spec), running or not."""
+        if isinstance(name_or_index, NetworkHostSpec):
+            spec = name_or_index
+        elif isinstance(name_or_index, int):
+            spec = self.layout.network_host_spec(name_or_index)
+        else:
+            spec = network_host_from_name(name_or_index, self.layout.root)
+        return NetworkLabHost(spec, self.layout)
+
+    def network_hosts(self):
+        """Every private-network host the lab has files for, running or not. They are not
+        among hosts(): no TCP address, so not in the inventory nor in migrations."""
+        return [NetworkLabHost(spec, self.layout) for spec in self.layout.known_network_hosts()]
+
+    def up(self, count=DEFAULT_HOSTS, log=print, network_hosts=0):
+        """Make hosts kvm1..kvm<count> (and kvmnet1..kvmnet<network_hosts>) run and the guest
+        image exist. Harmless when already up."""
         ensure_system_prerequisites()
         started = time.monotonic()
         ensure_image(self.layout)
         log(f"guest image ready in {time.monotonic() - started:.1f} s ({self.layout.image_dir})")
         for index in range(1, count + 1):
-            host = LabHost(HostSpec(index), self.layout)
-            t0 = time.monotonic()
-            if host.start():
-                log(f"{host.spec.name} started: {host.spec.uri} pid {host.pid()} ({time.monotonic() - t0:.1f} s)")
-            else:
-                log(f"{host.spec.name} already running: {host.spec.uri} pid {host.pid()}")
+            _start(LabHost(HostSpec(index), self.layout), log)
+        for index in range(1, network_hosts + 1):
+            _start(self.network_host(index), log)
         self.write_inventory()
         log(f"inventory: {self.layout.inventory_path}")
+
+    def start_network_host(self, index=1, log=print):
+        """Start kvmnet<index> alone (no image, no kvm hosts); returns (host, started)."""
+        ensure_system_prerequisites()
+        host = self.network_host(index)
+        return host, _start(host, log)
 
     def write_inventory(self):
         write_inventory(self.layout.inventory_path, [host.spec for host in self.running_hosts()], self.layout)
 
     def down(self, log=print):
         """Stop every host (guests, daemons and anything left in their namespaces)."""
-        for host in self.hosts():
+        for host in self.hosts() + self.network_hosts():
             was_running = host.is_running()
             swept = host.stop()
             if was_running or swept:
@@ -71,10 +99,11 @@ class Lab:
 
     def leftovers(self):
         """PIDs still alive in any lab host's namespace (empty after a clean down)."""
-        return {host.spec.name: pids for host in self.hosts() if (pids := host.namespace_pids())}
+        return {host.spec.name: pids for host in self.hosts() + self.network_hosts()
+                if (pids := host.namespace_pids())}
 
     def status(self, seconds=1.0):
-        return collect(self.hosts(), seconds)
+        return collect(self.hosts() + [host for host in self.network_hosts() if host.is_running()], seconds)
 
     def render_status(self, seconds=1.0):
         return render(self.status(seconds))

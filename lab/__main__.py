@@ -14,6 +14,9 @@ def _parser():
 
     up = commands.add_parser("up", help="start the lab hypervisors (harmless when they run)")
     up.add_argument("--hosts", type=int, default=DEFAULT_HOSTS, help="how many hypervisors (default %(default)s)")
+    up.add_argument("--network-hosts", type=int, default=0,
+                    help="how many private-network hypervisors kvmnet1.. (own network namespace, for NAT "
+                         "and isolated networks; default %(default)s)")
     commands.add_parser("down", help="stop every guest and hypervisor the lab started")
     status = commands.add_parser("status", help="hosts, guests and their CPU use")
     status.add_argument("--seconds", type=float, default=1.0, help="CPU sampling window (default %(default)s)")
@@ -42,7 +45,7 @@ def main(argv=None):
     try:
         if args.command == "up":
             started = time.monotonic()
-            lab.up(args.hosts)
+            lab.up(args.hosts, network_hosts=args.network_hosts)
             print(f"lab up in {time.monotonic() - started:.1f} s")
         elif args.command == "down":
             lab.down()

@@ -5,11 +5,19 @@ host's own directories over /etc/libvirt, /run/libvirt, /var/lib/libvirt and
 /var/log/libvirt. QEMU processes stay in that namespace (``namespaces = [ ]`` in
 qemu.conf), so "every process this host started" is exactly "every process in this mount
 namespace": that is how ``stop`` finds what to end, and why nothing outlives it.
+
+Those hosts share the machine's network namespace, so they must never change its
+firewall: the firewall tools libvirt runs (iptables, ip6tables, ebtables) are replaced
+inside their mount namespace by a script that refuses, and starting a NAT or isolated
+network there fails before any rule is written. ``NetworkLabHost`` (kvmnet<N>) is the
+host for those: its libvirtd also has a network namespace of its own, where libvirt may
+run iptables and dnsmasq, and is reached through its unix socket only.
 """
 
 import grp
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import time
@@ -22,14 +30,41 @@ from .layout import LabLayout
 _MOUNT_POINTS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt")
 _PRIVATE_DIRS = ("etc", "run", "lib", "log")
 
+# The firewall tools libvirt 9.0 runs, by these compiled-in paths (not looked up in PATH).
+FIREWALL_TOOLS = ("/usr/sbin/iptables", "/usr/sbin/ip6tables", "/usr/sbin/ebtables")
+# What the private-network host needs (libvirt finds dnsmasq through PATH), and the package of each.
+NETWORK_HOST_TOOLS = {"iptables": "iptables", "ip6tables": "iptables", "dnsmasq": "dnsmasq-base", "ip": "iproute2"}
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_MAX_UNIX_SOCKET_PATH = 107  # sun_path is 108 bytes with its terminating NUL
+
 # Runs inside the new mount namespace; paths arrive as positional arguments, never
-# interpolated into the script.
+# interpolated into the script. A bind mount over a tool's path lands on the file its
+# symlinks lead to (the alternatives' target), in this namespace only.
 _LAUNCH_SCRIPT = """set -e
 mount --bind "$1" /etc/libvirt
 mount --bind "$2" /run/libvirt
 mount --bind "$3" /var/lib/libvirt
 mount --bind "$4" /var/log/libvirt
-exec libvirtd --daemon --listen --pid-file "$5"
+pid_file="$5"
+refusal="$6"
+shift 6
+for tool in "$@"; do
+    if [ -e "$tool" ]; then mount --bind "$refusal" "$tool"; fi
+done
+exec libvirtd --daemon --listen --pid-file "$pid_file"
+"""
+
+# Runs inside new network and mount namespaces. The fresh sysfs shows this namespace's
+# interfaces (libvirt sets its bridges' options through /sys/class/net); without it
+# libvirt would see the machine's. No --listen: the unix socket is the only way in.
+_NETWORK_LAUNCH_SCRIPT = """set -e
+ip link set lo up
+mount -t sysfs sysfs /sys
+mount --bind "$1" /etc/libvirt
+mount --bind "$2" /run/libvirt
+mount --bind "$3" /var/lib/libvirt
+mount --bind "$4" /var/log/libvirt
+exec libvirtd --daemon --pid-file "$5"
 """
 
 
@@ -93,6 +128,17 @@ log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 """
 
 
+def firewall_refusal(spec):
+    """The script a root-namespace host's libvirtd finds instead of iptables and its kin."""
+    return f"""#!/bin/sh
+# written by the kvmops.virt lab for {spec.name}: stands in for the firewall tools in its
+# mount namespace, because this host shares the machine's firewall
+echo "kvmops lab: {spec.name} shares this machine's firewall, so $0 is refused here;" \
+     "start NAT and isolated networks on the private-network host kvmnet1" >&2
+exit 1
+"""
+
+
 def qemu_conf(spec):
     first, last = spec.migration_ports
     return f"""# written by the kvmops.virt lab for {spec.name}
@@ -115,8 +161,35 @@ migration_port_max = {last}
 """
 
 
+def network_libvirtd_conf(spec):
+    return f"""# written by the kvmops.virt lab for {spec.name}: unix socket only, no TCP listener
+listen_tls = 0
+listen_tcp = 0
+auth_unix_rw = "none"
+host_uuid = "{spec.host_uuid}"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+"""
+
+
+def network_qemu_conf(spec):
+    return f"""# written by the kvmops.virt lab for {spec.name}
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+stdio_handler = "file"
+# QEMU stays in this host's namespaces, which is how the lab finds its processes
+namespaces = [ ]
+cgroup_controllers = [ ]
+"""
+
+
 class LabHost:
     """One lab hypervisor's files and daemon."""
+
+    # the namespaces of its own that every process of this host is in
+    NAMESPACES = ("mnt",)
 
     def __init__(self, spec, layout=None):
         self.spec = spec
@@ -127,9 +200,16 @@ class LabHost:
     def pid_file(self):
         return self.dir / "libvirtd.pid"
 
+    def namespace_file(self, kind):
+        return self.dir / f"{kind}ns"
+
     @property
     def mntns_file(self):
-        return self.dir / "mntns"
+        return self.namespace_file("mnt")
+
+    @property
+    def firewall_refusal_file(self):
+        return self.dir / "firewall-refused"
 
     def pid(self):
         """PID of this host's libvirtd if it runs, else None."""
@@ -146,34 +226,73 @@ class LabHost:
     def is_running(self):
         return self.pid() is not None
 
-    def write_config(self):
+    def _make_dirs(self):
         for sub in _PRIVATE_DIRS:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def write_config(self):
+        self._make_dirs()
         (self.dir / "etc" / "libvirtd.conf").write_text(libvirtd_conf(self.spec))
         (self.dir / "etc" / "qemu.conf").write_text(qemu_conf(self.spec))
+        self.firewall_refusal_file.write_text(firewall_refusal(self.spec))
+        self.firewall_refusal_file.chmod(0o755)
 
-    def start(self, timeout=60):
-        """Start the daemon unless it runs; returns True when it was started."""
-        if self.is_running():
-            return False
+    def _check_free(self):
         holder = listener_of(self.spec.address, LIBVIRTD_PORT)
         if holder:
             raise LabError(f"{self.spec.name}: {self.spec.address}:{LIBVIRTD_PORT} is taken by {holder}; "
                            "a lab started from another directory? Stop that one first ('make lab-down' there).")
+
+    def _launch_command(self):
+        private = [str(self.dir / sub) for sub in _PRIVATE_DIRS]
+        return ["unshare", "--mount", "--propagation", "private",
+                "sh", "-c", _LAUNCH_SCRIPT, "lab-launch", *private, str(self.pid_file),
+                str(self.firewall_refusal_file), *FIREWALL_TOOLS]
+
+    def _launch_environment(self):
+        return None  # the caller's
+
+    def start(self, timeout=60):
+        """Start the daemon unless it runs; returns True when it was started."""
+        if self.is_running():
+            self.refuse_firewall_tools()
+            return False
+        self._check_free()
         self.write_config()
         self.pid_file.unlink(missing_ok=True)
-        private = [str(self.dir / sub) for sub in _PRIVATE_DIRS]
         with open(self.dir / "launch.log", "wb") as log:
-            launched = subprocess.run(
-                ["unshare", "--mount", "--propagation", "private",
-                 "sh", "-c", _LAUNCH_SCRIPT, "lab-launch", *private, str(self.pid_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False)
+            launched = subprocess.run(self._launch_command(), env=self._launch_environment(),
+                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False)
         if launched.returncode != 0:
             raise LabError(f"{self.spec.name}: libvirtd did not start "
                            f"(exit {launched.returncode}); see {self.dir / 'launch.log'}")
         self._wait_until_answering(timeout)
-        self.mntns_file.write_text(os.readlink(f"/proc/{self.pid()}/ns/mnt"))
+        pid = self.pid()
+        for kind in self.NAMESPACES:
+            self.namespace_file(kind).write_text(os.readlink(f"/proc/{pid}/ns/{kind}"))
         return True
+
+    def unrefused_firewall_tools(self):
+        """The firewall tools (real paths) that the running daemon could still run."""
+        pid = self.pid()
+        if pid is None:
+            return []
+        mounted = _mount_points(pid)
+        return sorted({os.path.realpath(tool) for tool in FIREWALL_TOOLS if os.path.exists(tool)} - mounted)
+
+    def refuse_firewall_tools(self):
+        """Put the refusal over the firewall tools of a running host, when a lab from
+        before the refusal (or before iptables was installed) started it. New hosts get
+        it from their launch script, before libvirtd runs."""
+        unrefused = self.unrefused_firewall_tools()
+        if not unrefused:
+            return
+        self.firewall_refusal_file.write_text(firewall_refusal(self.spec))
+        self.firewall_refusal_file.chmod(0o755)
+        for tool in unrefused:
+            subprocess.run(["nsenter", f"--mount=/proc/{self.pid()}/ns/mnt",
+                            "mount", "--bind", str(self.firewall_refusal_file), tool],
+                           check=True, capture_output=True, timeout=30)
 
     def _wait_until_answering(self, timeout):
         deadline = time.monotonic() + timeout
@@ -191,20 +310,20 @@ class LabHost:
         raise LabError(f"{self.spec.name}: {self.spec.uri} did not answer within {timeout} s: {last_error}")
 
     def namespace_pids(self):
-        """Every process in this host's mount namespace (its libvirtd and QEMUs)."""
-        try:
-            namespace = self.mntns_file.read_text().strip()
-        except OSError:
+        """Every process in one of this host's namespaces (its libvirtd, QEMUs, dnsmasqs)."""
+        namespaces = {}
+        for kind in self.NAMESPACES:
+            try:
+                namespaces[kind] = self.namespace_file(kind).read_text().strip()
+            except OSError:
+                continue
+        if not namespaces:
             return []
         found = []
         for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                if os.readlink(f"/proc/{entry}/ns/mnt") == namespace:
-                    found.append(int(entry))
-            except OSError:
-                continue  # exited meanwhile, or a kernel thread
+            if entry.isdigit() and any(_in_namespace(entry, kind, namespace)
+                                       for kind, namespace in namespaces.items()):
+                found.append(int(entry))
         return found
 
     def _destroy_guests(self):
@@ -222,11 +341,14 @@ class LabHost:
         finally:
             conn.close()
 
+    def _before_stop(self):
+        self._destroy_guests()
+
     def stop(self, timeout=15):
         """Stop guests and daemon; returns the PIDs that had to be killed by the sweep."""
         pid = self.pid()
         if pid:
-            self._destroy_guests()
+            self._before_stop()
             _terminate([pid], timeout)
         leftovers = self.namespace_pids()
         _terminate(leftovers, timeout, sig=signal.SIGKILL)
@@ -234,8 +356,100 @@ class LabHost:
         if still:
             raise LabError(f"{self.spec.name}: processes {still} survived SIGKILL")
         self.pid_file.unlink(missing_ok=True)
-        self.mntns_file.unlink(missing_ok=True)
+        for kind in self.NAMESPACES:
+            self.namespace_file(kind).unlink(missing_ok=True)
         return leftovers
+
+
+def _mount_points(pid):
+    with open(f"/proc/{pid}/mountinfo", encoding="utf-8") as mountinfo:
+        return {line.split()[4] for line in mountinfo}
+
+
+def _in_namespace(pid, kind, namespace):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}") == namespace
+    except OSError:
+        return False  # exited meanwhile, or a kernel thread
+
+
+class NetworkLabHost(LabHost):
+    """A lab hypervisor in a network namespace of its own (kvmnet<N>).
+
+    Its libvirtd runs under ``unshare --net --mount``: the bridges, firewall rules,
+    ip_forward setting and dnsmasq processes of its NAT and isolated networks exist only
+    in that namespace, which has nothing but its loopback and what libvirt makes there,
+    and is gone with its last process. No TCP listener: the URI names the unix socket.
+    """
+
+    NAMESPACES = ("mnt", "net")
+
+    def write_config(self):
+        self._make_dirs()
+        (self.dir / "etc" / "libvirtd.conf").write_text(network_libvirtd_conf(self.spec))
+        (self.dir / "etc" / "qemu.conf").write_text(network_qemu_conf(self.spec))
+
+    def _check_free(self):
+        if len(bytes(self.spec.socket_path)) > _MAX_UNIX_SOCKET_PATH:
+            raise LabError(f"{self.spec.name}: the socket path {self.spec.socket_path} is longer than the "
+                           f"{_MAX_UNIX_SOCKET_PATH} bytes a unix socket address holds; use a shorter lab directory")
+        ensure_network_host_tools()
+        try:
+            open_lab_connection(self.spec.uri).close()
+        except LibvirtOperationError:
+            return  # nobody answers on the socket: as it should be
+        raise LabError(f"{self.spec.name}: a libvirtd this lab did not start answers on {self.spec.socket_path}; "
+                       "stop it first")
+
+    def _launch_command(self):
+        private = [str(self.dir / sub) for sub in _PRIVATE_DIRS]
+        return ["unshare", "--net", "--mount", "--propagation", "private",
+                "sh", "-c", _NETWORK_LAUNCH_SCRIPT, "lab-launch", *private, str(self.pid_file)]
+
+    def _launch_environment(self):
+        # libvirt finds dnsmasq through PATH; a PATH without sbin would fail only at network start
+        return dict(os.environ, PATH=_SYSTEM_PATH)
+
+    def unrefused_firewall_tools(self):
+        return []  # this host's libvirtd runs them in its own network namespace
+
+    def refuse_firewall_tools(self):
+        """Nothing to refuse: the firewall libvirt changes here is this host's own."""
+
+    def namespace_path(self, kind="net"):
+        """/proc path of the running daemon's namespace, for nsenter; LabError when it is not running."""
+        pid = self.pid()
+        if pid is None:
+            raise LabError(f"{self.spec.name} is not running")
+        return f"/proc/{pid}/ns/{kind}"
+
+    def _destroy_networks(self):
+        """Stop running networks through libvirt: it ends their dnsmasq and removes their rules."""
+        try:
+            conn = open_lab_connection(self.spec.uri)
+        except LibvirtOperationError:
+            return  # the namespace sweep ends dnsmasq; the rules and bridges go with the namespace
+        try:
+            for network in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE):
+                try:
+                    network.destroy()
+                except libvirt.libvirtError:
+                    pass  # the namespace sweep below is the guarantee
+        finally:
+            conn.close()
+
+    def _before_stop(self):
+        self._destroy_guests()
+        self._destroy_networks()
+
+
+def ensure_network_host_tools():
+    """LabError naming the packages when a tool the private-network host needs is missing."""
+    missing = sorted({package for tool, package in NETWORK_HOST_TOOLS.items()
+                      if shutil.which(tool, path=_SYSTEM_PATH) is None})
+    if missing:
+        raise LabError(f"the private-network lab host needs the packages {', '.join(missing)} "
+                       f"('make deps' installs them, as listed in bindep.txt)")
 
 
 def _terminate(pids, timeout, sig=signal.SIGTERM):

@@ -1,6 +1,7 @@
 """Where the lab keeps its files and what each lab hypervisor is called, listens on and owns."""
 
 import os
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,51 @@ def host_from_name(name):
     return HostSpec(int(name[3:]))
 
 
+NETWORK_HOST_PREFIX = "kvmnet"
+MAX_NETWORK_HOSTS = 9
+
+
+@dataclass(frozen=True)
+class NetworkHostSpec:
+    """A lab hypervisor in network namespaces of its own: kvmnet<index>.
+
+    It has no TCP listener and no address outside its namespace; it is reached through
+    its unix socket, which lives in the host's run directory under the lab root, so its
+    URI depends on where the lab is.
+    """
+
+    index: int
+    lab_root: Path
+
+    def __post_init__(self):
+        if not 1 <= self.index <= MAX_NETWORK_HOSTS:
+            raise ValueError(f"lab network host index must be 1..{MAX_NETWORK_HOSTS}, got {self.index}")
+
+    @property
+    def name(self):
+        return f"{NETWORK_HOST_PREFIX}{self.index}"
+
+    @property
+    def socket_path(self):
+        # libvirtd's /run/libvirt is the host's run/ directory (a bind mount)
+        return Path(self.lab_root) / "hosts" / self.name / "run" / "libvirt-sock"
+
+    @property
+    def uri(self):
+        return "qemu+unix:///system?socket=" + urllib.parse.quote(str(self.socket_path), safe="/")
+
+    @property
+    def host_uuid(self):
+        return str(uuid.uuid5(_HOST_UUID_NAMESPACE, self.name))
+
+
+def network_host_from_name(name, lab_root):
+    number = name[len(NETWORK_HOST_PREFIX):]
+    if not name.startswith(NETWORK_HOST_PREFIX) or not number.isdigit():
+        raise ValueError(f"{name!r} is not a lab network host name (expected {NETWORK_HOST_PREFIX}1, ...)")
+    return NetworkHostSpec(int(number), Path(lab_root))
+
+
 class LabLayout:
     """The lab's directory tree; everything the lab writes lives below root."""
 
@@ -88,6 +134,21 @@ class LabLayout:
         for entry in self.hosts_dir.iterdir():
             try:
                 specs.append(host_from_name(entry.name))
+            except ValueError:
+                continue
+        return sorted(specs, key=lambda spec: spec.index)
+
+    def network_host_spec(self, index=1):
+        return NetworkHostSpec(index, self.root)
+
+    def known_network_hosts(self):
+        """Every private-network host that has a directory, running or not, in index order."""
+        if not self.hosts_dir.is_dir():
+            return []
+        specs = []
+        for entry in self.hosts_dir.iterdir():
+            try:
+                specs.append(network_host_from_name(entry.name, self.root))
             except ValueError:
                 continue
         return sorted(specs, key=lambda spec: spec.index)

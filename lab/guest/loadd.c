@@ -12,14 +12,20 @@
  *   dirty <0-4096>    MiB of guest memory to rewrite per second (for migration tests)
  *   status            report the current settings
  * Guest -> host, every line starts with "kvmops-lab: " so it stands out from kernel text:
- *   kvmops-lab: tick=<n> up=<seconds> load=<pct> dirty=<MiB/s> cpus=<n>   (once a second)
+ *   kvmops-lab: tick=<n> up=<seconds> load=<pct> dirty=<MiB/s> cpus=<n> mem_total_kib=<n> cpus_online=<n>
+ *                                                                       (once a second)
  *   kvmops-lab: ok load=<pct> dirty=<MiB/s> #<tag>                        (after a command)
  *   kvmops-lab: error <reason> #<tag>
  * Initial values come from the kernel command line: kvmops.load=<pct> kvmops.dirty=<MiB/s>.
  *
  * Being in guest RAM, the settings and the running threads move with a live migration.
+ *
+ * There is no udev: loadd brings hot-plugged vCPUs online itself (once a second), and the
+ * tick reports MemTotal (which the virtio balloon lowers) and the online vCPUs, so tests
+ * can see live vCPU and memory changes from inside the guest.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -203,6 +209,44 @@ static double uptime_seconds(void)
     return up;
 }
 
+static long mem_total_kib(void)
+{
+    char line[128];
+    long kib = -1;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemTotal: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* A hot-plugged vCPU arrives offline; without udev, nobody else would bring it online.
+ * (A vCPU taken offline on purpose comes back too: the lab has no use for offline vCPUs.) */
+static void online_new_cpus(void)
+{
+    DIR *dir = opendir("/sys/devices/system/cpu");
+    if (!dir)
+        return;
+    struct dirent *entry;
+    while ((entry = readdir(dir))) {
+        char path[300], state = 0;
+        if (strncmp(entry->d_name, "cpu", 3) || entry->d_name[3] < '0' || entry->d_name[3] > '9')
+            continue;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/%s/online", entry->d_name);
+        int fd = open(path, O_RDWR);
+        if (fd < 0)
+            continue; /* cpu0 cannot go offline and has no such file */
+        if (read(fd, &state, 1) == 1 && state == '0' && pwrite(fd, "1", 1, 0) < 0) {
+            /* the kernel refused: try again next tick */
+        }
+        close(fd);
+    }
+    closedir(dir);
+}
+
 static void start_thread(void *(*fn)(void *), void *arg)
 {
     pthread_t t;
@@ -261,8 +305,10 @@ int main(int argc, char **argv)
         }
         if (now_ns() >= next_tick) {
             ticks++;
-            say("tick=%lu up=%.1f load=%d dirty=%d cpus=%ld", ticks, uptime_seconds(),
-                atomic_load(&load_pct), atomic_load(&dirty_mibps), workers);
+            online_new_cpus();
+            say("tick=%lu up=%.1f load=%d dirty=%d cpus=%ld mem_total_kib=%ld cpus_online=%ld", ticks,
+                uptime_seconds(), atomic_load(&load_pct), atomic_load(&dirty_mibps), workers, mem_total_kib(),
+                sysconf(_SC_NPROCESSORS_ONLN));
             next_tick += 1000000000LL;
             if (next_tick < now_ns()) /* paused or migrated for a while: do not burst */
                 next_tick = now_ns() + 1000000000LL;

@@ -54,7 +54,7 @@ _MAX_FILE_SIZE = 0xFFFFFFFF
 _MAX_YAML_KEY = 1024
 # Characters JSON leaves raw that YAML 1.1 rejects (C1 controls, U+FFFE/U+FFFF) or folds
 # into a space inside a quoted string (NEL, LINE and PARAGRAPH SEPARATOR): written as \\uXXXX.
-_YAML_HAZARDS = re.compile(u"[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+_YAML_HAZARDS = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 _ISO_NAME_CHARACTERS = re.compile(r"[^A-Z0-9_]")
 
 SeedTexts = namedtuple("SeedTexts", ["user_data", "meta_data", "network_config"])
@@ -204,10 +204,16 @@ def _encode(name, text):
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise CloudInitError("%s is not valid Unicode text at character %d: %s" % (name, error.start, error.reason))
+        raise CloudInitError("%s is not valid Unicode text at character %d: %s"
+                             % (name, error.start, error.reason)) from error
     if len(data) > _MAX_FILE_SIZE:
         raise CloudInitError("%s is %d bytes; an ISO 9660 file holds at most %d" % (name, len(data), _MAX_FILE_SIZE))
     return data
+
+
+# One of the image's two directory trees: ISO 9660 names with a-characters, or Joliet
+# names with UCS-2 text fields.
+_Tree = namedtuple("_Tree", ["root", "root_size", "path_table", "records", "encode"])
 
 
 class _IsoFile:
@@ -261,17 +267,6 @@ def build_iso9660(volume_id, files):
     for entry in entries:
         image[entry.extent * SECTOR:entry.extent * SECTOR + len(entry.data)] = entry.data
     return bytes(image)
-
-
-class _Tree:
-    """One of the image's two directory trees (ISO 9660 names or Joliet names)."""
-
-    def __init__(self, root, root_size, path_table, records, encode):
-        self.root = root
-        self.root_size = root_size
-        self.path_table = path_table
-        self.records = records
-        self.encode = encode
 
 
 def _check_names(entries):

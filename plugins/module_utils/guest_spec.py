@@ -74,7 +74,7 @@ class DiskSpec:
         self.volume = options.get("name")
         self.path = options.get("path")
         self.device = options.get("device") or "disk"
-        self.bus = options.get("bus") or ("virtio" if self.device == "disk" else "sata")
+        self.bus = options.get("bus") or ("virtio" if self.device == "disk" else "scsi")
         self.format = options.get("format")
         self.size = _size(options.get("size"), where + ".size", "GiB")
         self.backing = options.get("backing")
@@ -122,18 +122,22 @@ class InterfaceSpec:
                 raise GuestSpecError("%s.mac: %s is a multicast address; a NIC needs a unicast one" % (where, self.mac))
 
 
+def next_free_target(bus, taken):
+    """The first device name of ``bus`` (vda, sdb, hdc...) that is not in ``taken``."""
+    prefix = _TARGET_PREFIX[bus]
+    letter = 0
+    while "%s%s" % (prefix, chr(ord("a") + letter)) in taken:
+        letter += 1
+    return "%s%s" % (prefix, chr(ord("a") + letter))
+
+
 def assign_targets(disks):
     """Give each disk without an explicit target the next free name of its bus (vda, vdb, sda...)."""
     taken = {disk.target for disk in disks if disk.target}
     for disk in disks:
-        if disk.target:
-            continue
-        prefix = _TARGET_PREFIX[disk.bus]
-        letter = 0
-        while "%s%s" % (prefix, chr(ord("a") + letter)) in taken:
-            letter += 1
-        disk.target = "%s%s" % (prefix, chr(ord("a") + letter))
-        taken.add(disk.target)
+        if not disk.target:
+            disk.target = next_free_target(disk.bus, taken)
+            taken.add(disk.target)
     seen = set()
     for disk in disks:
         if disk.target in seen:

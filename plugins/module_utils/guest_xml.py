@@ -271,6 +271,20 @@ def _device_position(devices, tag):
     return len(devices)
 
 
+def ensure_scsi_controller(root):
+    """A virtio-scsi controller when some disk is on the SCSI bus and no SCSI controller exists.
+
+    Left to itself libvirt adds an LSI controller, which cloud kernels (Debian's among them)
+    have no driver for; virtio-scsi they all have, on pc and q35 alike, with hot-plug."""
+    devices = root.find("devices")
+    if devices is None or devices.find("controller[@type='scsi']") is not None:
+        return
+    if any(disk.find("target") is not None and disk.find("target").get("bus") == "scsi"
+           for disk in devices.findall("disk")):
+        controller = ElementTree.Element("controller", type="scsi", index="0", model="virtio-scsi")
+        devices.insert(_device_position(devices, "controller"), controller)
+
+
 def set_serial(root, enabled, log_file):
     """One pty serial port (and its console) with an optional log file, or none."""
     devices = ensure_child(root, "devices")

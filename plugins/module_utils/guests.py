@@ -27,7 +27,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils.cloud_init import Clou
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtOperationError
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_power import PowerError, change_power, shut_down, start
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_spec import (
-    NEW_GUEST_MEMORY, NEW_GUEST_VCPUS, GuestSpecError, check_guest_name)
+    NEW_GUEST_MEMORY, NEW_GUEST_VCPUS, GuestSpecError, check_guest_name, next_free_target)
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_xml import power_state, read_view
 from ansible_collections.kvmops.virt.plugins.module_utils.metadata import (
     METADATA_NAMESPACE, METADATA_PREFIX, GuestMetadata)
@@ -310,6 +310,7 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
             guest_xml.set_tags(root, spec.tags, spec.purge_tags)
         if spec.cloud_init is not None:
             self._apply_cloud_init(root)
+        guest_xml.ensure_scsi_controller(root)
 
     # ------------------------------------------------------------ disks
 
@@ -454,10 +455,8 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
         if not attached:
             taken = {disk.find("target").get("dev") for disk in root.findall("devices/disk")
                      if disk.find("target") is not None}
-            letter = 0
-            while "sd%s" % chr(ord("a") + letter) in taken:
-                letter += 1
-            cdrom = guest_xml.disk_element(path, "cdrom", "sata", "sd%s" % chr(ord("a") + letter), "raw", True)
+            bus = options.get("bus") or "scsi"
+            cdrom = guest_xml.disk_element(path, "cdrom", bus, next_free_target(bus, taken), "raw", True)
             disks = root.findall("devices/disk")
             guest_xml.replace_devices(root, "disk", disks + [cdrom])
 

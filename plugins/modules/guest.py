@@ -165,7 +165,11 @@ options:
         choices: [disk, cdrom]
         default: disk
       bus:
-        description: Bus of the disk; default V(virtio) for disks and V(sata) for CD-ROMs.
+        description:
+          - Bus of the disk; default V(virtio) for disks and V(scsi) for CD-ROMs.
+          - V(scsi) disks get a virtio-scsi controller when the guest has no SCSI controller
+            (cloud kernels have its driver, on any machine type, with hot-plug). Some cloud
+            kernels (Debian's) have no SATA (AHCI) driver, and q35 has no IDE.
         type: str
         choices: [virtio, sata, scsi, ide, usb]
       target:
@@ -199,7 +203,7 @@ options:
   cloud_init:
     description:
       - Data for cloud-init in the guest, written as a NoCloud seed (an ISO 9660 image labelled
-        C(cidata)) into the volume C(<name>-cidata.iso) and attached as a CD-ROM.
+        C(cidata)) into the volume C(<name>-cidata.iso) and attached as a CD-ROM (virtio-scsi by default).
       - The seed is rebuilt when its content changes (a digest is kept in the guest's metadata).
         cloud-init reads it at boot.
     type: dict
@@ -218,6 +222,11 @@ options:
       pool:
         description: Pool for the seed volume; default the pool of the guest's first disk, else C(default).
         type: str
+      bus:
+        description: Bus of the seed's CD-ROM drive (see O(disks[].bus)).
+        type: str
+        choices: [scsi, sata, ide]
+        default: scsi
   clone_from:
     description:
       - Create the guest as a copy of this stopped template guest, with the same definition, a new
@@ -486,6 +495,7 @@ CLOUD_INIT_OPTIONS = dict(
     meta_data=dict(type="dict"),
     network_config=dict(type="raw"),
     pool=dict(type="str"),
+    bus=dict(type="str", choices=["scsi", "sata", "ide"], default="scsi"),
 )
 
 _RESOURCE_OPTIONS = ["vcpus", "max_vcpus", "memory", "max_memory", "cpu_mode", "virt_type", "arch", "machine",

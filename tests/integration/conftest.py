@@ -8,6 +8,7 @@ import pytest
 from lab import Lab
 
 LAB_HOSTS = 3
+NETWORK_HOST = 1  # kvmnet1
 
 
 # One lab per machine: its hosts own fixed loopback addresses, so concurrent test runs
@@ -35,6 +36,24 @@ def lab(figures, lab_lock):  # pylint: disable=unused-argument
         return  # a developer's lab: leave it as it was found
     lab.down(log=lambda line: None)
     assert lab.leftovers() == {}, "lab down left processes behind"
+
+
+@pytest.fixture(scope="session")
+def network_host(figures, lab_lock):  # pylint: disable=unused-argument
+    """kvmnet1: a lab hypervisor in network and mount namespaces of its own, where libvirt
+    may run iptables and dnsmasq for NAT and isolated networks. Started on demand (the
+    kvm hosts are not needed for it), stopped at the end of the run if this run started it."""
+    lab = Lab()
+    started = time.monotonic()
+    host, we_started = lab.start_network_host(NETWORK_HOST, log=lambda line: None)
+    if we_started:
+        figures(f"lab network host {host.spec.name} up", f"{time.monotonic() - started:.1f} s")
+    yield host
+    if not we_started:
+        return  # a developer's: leave it as it was found
+    swept = host.stop()
+    assert swept == [], f"{host.spec.name}: processes outlived libvirtd and had to be killed: {swept}"
+    assert host.namespace_pids() == [], f"{host.spec.name} left processes behind"
 
 
 @pytest.fixture

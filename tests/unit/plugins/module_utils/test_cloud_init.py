@@ -26,7 +26,8 @@ from ansible_collections.kvmops.virt.plugins.module_utils.cloud_init import (
     seed_texts,
 )
 
-needs_isoinfo = pytest.mark.skipif(shutil.which("isoinfo") is None, reason="isoinfo missing: install genisoimage (bindep.txt)")
+needs_isoinfo = pytest.mark.skipif(shutil.which("isoinfo") is None,
+                                   reason="isoinfo missing: install genisoimage (bindep.txt)")
 
 SIZES = {"0 bytes": 0, "1 byte": 1, "one sector": 2048, "one sector and a byte": 2049, "200 KiB": 200 * 1024}
 
@@ -154,7 +155,8 @@ def _can_mount_iso9660():
         return "loop-mounting needs root"
     filesystems = Path("/proc/filesystems").read_text()
     if "iso9660" not in filesystems:
-        return "this kernel has no isofs (iso9660 is not in /proc/filesystems); the lab guest test reads seeds through isofs instead"
+        return ("this kernel has no isofs (iso9660 is not in /proc/filesystems); "
+                "tests/integration/test_lab_guest_devices.py reads seeds through a lab guest's isofs instead")
     return None
 
 
