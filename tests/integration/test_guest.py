@@ -1,6 +1,7 @@
 """kvmops.virt.guest on the real lab: clones that boot, power changes that wait, restarts
 that roll back, and the fleet playbook (20 guests from one template) with its timings."""
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from ansible_collections.kvmops.virt.plugins.module_utils.cloud_init import seed_texts
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
+from serial_log import SerialLog
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "playbooks"
@@ -84,6 +87,82 @@ def test_a_linked_clone_boots(lab, run_module, clone):
         volume = conn.handle.storageVolLookupByPath(result["guest"]["disks"][0]["path"])
         assert f"<path>/var/lib/libvirt/images/{TEMPLATE}.qcow2</path>" in volume.XMLDesc()  # backed by it
     assert run_module("guest", dict(clone, state="running"))["changed"] is False
+
+
+def test_running_guest_gets_vcpus_and_memory_live_and_sees_them(lab, run_module, clone):
+    run_module("guest", dict(clone, state="running"))
+    log = SerialLog(lab.layout.serial_log(clone["name"]))
+    first = log.wait_for_tick(lambda tick: tick.number >= 1, timeout=120)
+    assert first.cpus_online == 1
+    since = log.size()
+    args = dict(uri=clone["uri"], name=clone["name"], vcpus=2, memory="192 MiB")
+    predicted = run_module("guest", args, check=True)
+    changed = run_module("guest", args)
+    assert changed["diff"] == predicted["diff"]
+    assert changed["actions"] == [f"updated the definition of guest {clone['name']}",
+                                  f"set 2 vCPUs on running guest {clone['name']}",
+                                  f"set memory to 192 MiB on running guest {clone['name']}"]
+    assert changed["restart_required"] is False
+    # what the guest kernel saw: a second vCPU online, 64 MiB less memory
+    log.wait_for_tick(lambda tick: tick.cpus_online == 2 and tick.mem_total_kib == first.mem_total_kib - 65536,
+                      since, timeout=60, what="2 vCPUs online and 64 MiB less MemTotal")
+    assert run_module("guest", args)["changed"] is False
+
+
+def test_clones_boot_from_copies_of_the_template_disk(lab, run_module, uri, guest_name, tmp_path):
+    """A template whose disk holds a marker; full and linked clones see it in their vda."""
+    marker = f"kvmops-disk: {guest_name}"
+    raw, image = tmp_path / "disk.raw", tmp_path / "disk.qcow2"
+    raw.write_bytes((marker + "\n").encode().ljust(1024 * 1024, b"\0"))
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True)
+    template, volume = guest_name + "-t", guest_name + "-t.qcow2"
+    clones = {mode: f"{guest_name}-{mode}" for mode in ("full", "linked")}
+    try:
+        uploaded = run_module("volume", dict(uri=uri, pool="default", name=volume, upload=str(image), format="qcow2"))
+        assert not uploaded.get("failed"), uploaded
+        made = run_module("guest", dict(uri=uri, name=template, state="stopped", virt_type="qemu", memory=256,
+                                        kernel=str(lab.layout.image_dir / "vmlinuz"),
+                                        initrd=str(lab.layout.image_dir / "initrd.gz"),
+                                        cmdline="console=ttyS0 panic=-1 quiet", serial=True,
+                                        disks=[dict(pool="default", name=volume)]))
+        assert not made.get("failed"), made
+        for mode, name in clones.items():
+            result = run_module("guest", dict(uri=uri, name=name, clone_from=template, clone_mode=mode,
+                                              state="running", serial_log=str(lab.layout.serial_log(name))))
+            assert result["guest"]["disks"][0]["volume"] == f"{name}-vda.qcow2", result
+        for name in clones.values():
+            log = SerialLog(lab.layout.serial_log(name))
+            log.wait_for_tick(lambda tick: True, timeout=120)  # init reports disks before loadd starts
+            assert log.line("disk vda marker=") == marker
+        with LibvirtConnection(uri) as conn:
+            pool = conn.handle.storagePoolLookupByName("default")
+            linked = pool.storageVolLookupByName(f"{clones['linked']}-vda.qcow2").XMLDesc()
+            full = pool.storageVolLookupByName(f"{clones['full']}-vda.qcow2").XMLDesc()
+        assert f"/{volume}</path>" in linked and "<backingStore>" not in full
+    finally:
+        for name in list(clones.values()) + [template]:
+            run_module("guest", dict(uri=uri, name=name, state="absent", remove_storage=True))
+            lab.layout.serial_log(name).unlink(missing_ok=True)
+
+
+def test_cloud_init_seed_is_what_the_guest_reads(lab, run_module, clone):
+    user_data = {"users": [{"name": "ops", "shell": "/bin/sh"}], "runcmd": [["echo", "hello"]]}
+    args = dict(clone, state="running", cloud_init=dict(user_data=user_data, meta_data={"role": "web"}))
+    predicted = run_module("guest", args, check=True)
+    created = run_module("guest", args)
+    assert created["diff"] == predicted["diff"]
+    assert any(action.startswith(f"created volume {clone['name']}-cidata.iso") for action in created["actions"])
+    texts = seed_texts(user_data, {"role": "web"}, None, hostname=clone["name"])
+    log = SerialLog(lab.layout.serial_log(clone["name"]))
+    log.wait_for_tick(lambda tick: True, timeout=120)
+    seen = log.line("cidata ")
+    assert f"user-data={hashlib.sha256(texts.user_data.encode()).hexdigest()}" in seen
+    assert f"meta-data={hashlib.sha256(texts.meta_data.encode()).hexdigest()}" in seen
+    assert run_module("guest", args)["changed"] is False
+
+    changed = run_module("guest", dict(args, cloud_init=dict(user_data="#!/bin/sh\necho changed\n")))
+    assert changed["changed"] and changed["guest"]["cloud_init"] != created["guest"]["cloud_init"]
+    assert changed["restart_required"] is False  # same drive, new medium: cloud-init reads it next boot
 
 
 def test_stopped_asks_then_powers_off_only_when_forced(lab, run_module, clone):

@@ -8,7 +8,6 @@ taken away by the virtio balloon, a vCPU hot-plugged through libvirt and brought
 """
 
 import hashlib
-import re
 import shutil
 import subprocess
 import time
@@ -22,6 +21,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import parse_
 from lab.connection import open_lab_connection
 from lab.guests import guest_xml
 from lab.image import ensure_image
+from serial_log import SerialLog
 
 HOST = "kvm1"
 MEMORY_MIB = 256
@@ -29,58 +29,6 @@ BALLOON_MIB = 160
 MAX_VCPUS = 2
 MARKER = "kvmops-disk: hello"
 LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
-TICK = re.compile(r"kvmops-lab: tick=(\d+) up=([\d.]+) load=\d+ dirty=\d+ cpus=(\d+) "
-                  r"mem_total_kib=(\d+) cpus_online=(\d+)")
-
-
-@dataclass
-class Tick:
-    number: int
-    uptime: float
-    workers: int
-    mem_total_kib: int
-    cpus_online: int
-
-
-class SerialLog:
-    """What the guest printed on its serial port, read from the file QEMU logs it to."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def size(self):
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def text(self, since=0):
-        if not self.path.exists():
-            return ""
-        with self.path.open("rb") as log:
-            log.seek(since)
-            return log.read().decode(errors="replace").replace("\r", "")
-
-    def ticks(self, since=0):
-        return [Tick(int(n), float(up), int(workers), int(mem), int(online))
-                for n, up, workers, mem, online in TICK.findall(self.text(since))]
-
-    def wait_for_tick(self, condition, since=0, timeout=30, what=None):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for tick in self.ticks(since):
-                if condition(tick):
-                    return tick
-            time.sleep(0.2)
-        last = self.ticks(since)[-1:] or "none"
-        wanted = f"tick with {what}" if what else "tick at all"
-        raise AssertionError(f"the guest printed no {wanted} within {timeout} s (last: {last})")
-
-    def line(self, prefix):
-        """The rest of the first line starting with ``kvmops-lab: <prefix>``."""
-        for line in self.text().splitlines():
-            if line.startswith("kvmops-lab: " + prefix):
-                return line[len("kvmops-lab: " + prefix):]
-        raise AssertionError(f"the guest never printed 'kvmops-lab: {prefix}...':\n{self.text()[-2000:]}")
-
-
 @dataclass
 class BootedGuest:
     conn: object
