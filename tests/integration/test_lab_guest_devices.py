@@ -29,6 +29,8 @@ BALLOON_MIB = 160
 MAX_VCPUS = 2
 MARKER = "kvmops-disk: hello"
 LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
+
+
 @dataclass
 class BootedGuest:
     conn: object
