@@ -1,7 +1,7 @@
 """kvmops.virt.guest on libvirt's test driver: definition, idempotence, check mode, errors.
 
 What the test driver cannot do (boot a kernel, hot-plug, balloon, start paused, clone
-real images, cloud-init seen by a guest) is covered in tests/integration/test_guest.py."""
+real images, cloud-init seen by a guest) is covered in tests/integration/test_guest_on_lab.py."""
 
 import hashlib
 import re

@@ -254,3 +254,22 @@ def test_fleet_of_20_from_the_template_playbook(lab, ansible_env, figures, templ
             volumes = conn.handle.storagePoolLookupByName("default").listVolumes()
             assert not [v for v in volumes if v.startswith("fleet-")], volumes
     assert removed
+
+
+def test_a_uefi_guest_is_removed_with_its_nvram(lab, run_module, uri, guest_name):
+    args = dict(uri=uri, name=guest_name, virt_type="qemu", machine="q35", firmware="uefi", memory=256,
+                state="running")
+    try:
+        created = run_module("guest", args)
+        assert not created.get("failed"), created
+        assert created["guest"]["firmware"] == "uefi" and created["guest"]["machine"].startswith("pc-q35-")
+        assert run_module("guest", args)["changed"] is False  # q35 is pc-q35-7.2: no change
+        with LibvirtConnection(uri) as conn:
+            root = conn.handle.lookupByName(guest_name).XMLDesc(0)
+        nvram = re.search(r"<nvram[^>]*>([^<]+)</nvram>", root).group(1)
+        nvram_on_disk = lab.layout.host_dir(lab.host(HOST).spec) / "lib" / nvram.removeprefix("/var/lib/libvirt/")
+        assert nvram_on_disk.exists(), nvram_on_disk
+    finally:
+        removed = run_module("guest", dict(uri=uri, name=guest_name, state="absent"))
+    assert removed["actions"] == [f"undefined guest {guest_name}", f"powered off guest {guest_name}"], removed
+    assert not nvram_on_disk.exists()
