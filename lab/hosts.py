@@ -139,8 +139,7 @@ exit 1
 """
 
 
-def qemu_conf(spec):
-    first, last = spec.migration_ports
+def _qemu_conf_common(spec):
     return f"""# written by the kvmops.virt lab for {spec.name}
 user = "root"
 group = "root"
@@ -149,12 +148,17 @@ remember_owner = 0
 security_driver = "none"
 # guest stdio straight to files: no virtlogd
 stdio_handler = "file"
-# QEMU stays in this host's mount namespace, which is how the lab finds its processes
+# QEMU stays in this host's namespaces, which is how the lab finds its processes
 namespaces = [ ]
 # two daemons would create the same /machine/... cgroups; per-guest CPU time still comes
 # from /proc, which is all the lab and the collection need
 cgroup_controllers = [ ]
-migration_address = "{spec.address}"
+"""
+
+
+def qemu_conf(spec):
+    first, last = spec.migration_ports
+    return _qemu_conf_common(spec) + f"""migration_address = "{spec.address}"
 migration_host = "{spec.address}"
 migration_port_min = {first}
 migration_port_max = {last}
@@ -172,17 +176,7 @@ log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 
 
 def network_qemu_conf(spec):
-    return f"""# written by the kvmops.virt lab for {spec.name}
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-stdio_handler = "file"
-# QEMU stays in this host's namespaces, which is how the lab finds its processes
-namespaces = [ ]
-cgroup_controllers = [ ]
-"""
+    return _qemu_conf_common(spec)
 
 
 class LabHost:

@@ -54,14 +54,18 @@ def conn_fixture(kvm1):
     conn.close()
 
 
-@pytest.fixture(name="net_name")
-def net_name_fixture(conn, request):
+def network_for_one_test(conn, request):
     """A network name for one test, removed (stopped and undefined) afterwards whatever happened."""
     name = PREFIX + request.node.name.replace("_", "-")[5:35].strip("-")
     remove_network(conn, name)
     yield name
     remove_network(conn, name)
     assert find(conn, name) is None
+
+
+@pytest.fixture(name="net_name")
+def net_name_fixture(conn, request):
+    yield from network_for_one_test(conn, request)
 
 
 @pytest.fixture(name="host_bridge")
@@ -382,12 +386,8 @@ def net_conn_fixture(network_host):
 
 @pytest.fixture(name="private_net")
 def private_net_fixture(net_conn, request):
-    """A network name on kvmnet1 for one test, removed (stopped and undefined) afterwards whatever happened."""
-    name = PREFIX + request.node.name.replace("_", "-")[5:35].strip("-")
-    remove_network(net_conn, name)
-    yield name
-    remove_network(net_conn, name)
-    assert find(net_conn, name) is None
+    """The same on kvmnet1."""
+    yield from network_for_one_test(net_conn, request)
 
 
 @pytest.fixture(name="private_subnet")
