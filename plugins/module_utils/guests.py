@@ -356,12 +356,19 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
             actual_format = facts["format"] or "raw"
             if disk_spec.format and disk_spec.format != actual_format:
                 raise GuestError("%s: the volume is %s, not %s" % (where, actual_format, disk_spec.format))
-            if disk_spec.size is not None and disk_spec.size < facts["capacity"]:
+            wanted_size = disk_spec.size
+            if wanted_size is not None and disk_spec.backing and facts["backing"]:
+                # an overlay was made at least as large as its backing image
+                with self.conn.operation("look up backing image %s" % facts["backing"]):
+                    backing = storage.find_volume_by_path(self.conn, facts["backing"])
+                if backing is not None:
+                    wanted_size = max(wanted_size, storage.volume_facts(backing)["capacity"])
+            if wanted_size is not None and wanted_size < facts["capacity"]:
                 raise GuestError("%s: the volume is %s, larger than size %s; shrinking a disk loses data and is "
                                  "not done" % (where, format_size(facts["capacity"]), format_size(disk_spec.size)))
-            if disk_spec.size is not None and disk_spec.size > facts["capacity"]:
-                self.grown.append((volume, disk_spec.size, disk_spec.target))
-                self.catalog[facts["path"]] = dict(pool=pool.name(), volume=name, size=disk_spec.size)
+            if wanted_size is not None and wanted_size > facts["capacity"]:
+                self.grown.append((volume, wanted_size, disk_spec.target))
+                self.catalog[facts["path"]] = dict(pool=pool.name(), volume=name, size=wanted_size)
             return facts["path"], actual_format
         if disk_spec.size is None:
             raise GuestError("%s does not exist; give size to create it" % where)

@@ -316,3 +316,52 @@ def test_unreachable_hypervisor_fails_with_the_uri(run_module, closed_port):
     uri = f"qemu+tcp://127.0.0.1:{closed_port}/system"
     result = run_module("guest", dict(uri=uri, name="web-1", connect_timeout=3, vcpus=1))
     assert result["failed"] and result["msg"].startswith(f"Could not open a connection on {uri}: ")
+
+
+def test_absent_removes_a_guest_with_snapshots_and_a_managed_save(run_module, conn, guest):
+    run_module("guest", guest_args(guest, state="running"))
+    domain = conn.lookupByName(guest)
+    domain.snapshotCreateXML("<domainsnapshot><name>before</name></domainsnapshot>", 0)
+    domain.managedSave(0)
+    assert domain.hasManagedSaveImage(0) and domain.snapshotNum(0) == 1
+    removed = run_module("guest", dict(uri=URI, name=guest, state="absent"))
+    assert removed["actions"] == [f"undefined guest {guest}"], removed
+    assert guest not in [d.name() for d in conn.listAllDomains()]
+
+
+def test_autostart_and_boot_order(run_module, conn, guest):
+    args = guest_args(guest, autostart=True, boot=["network", "hd"])
+    created = run_module("guest", args)
+    assert created["guest"]["autostart"] is True and created["guest"]["boot"] == ["network", "hd"]
+    assert conn.lookupByName(guest).autostart() == 1
+    assert run_module("guest", args)["changed"] is False
+    off = run_module("guest", dict(uri=URI, name=guest, autostart=False))
+    assert off["actions"] == [f"disabled autostart of guest {guest}"]
+    assert off["diff"]["before"]["autostart"] is True and off["diff"]["after"]["autostart"] is False
+
+
+def test_bridges_backing_images_and_cdroms(run_module, conn, guest):
+    pool = conn.storagePoolLookupByName(POOL)
+    base = pool.createXML(f"<volume><name>{guest}-base.qcow2</name><capacity unit='GiB'>4</capacity>"
+                          "<target><format type='qcow2'/></target></volume>", 0)
+    iso = pool.createXML(f"<volume><name>{guest}-install.iso</name><capacity unit='MiB'>300</capacity>"
+                         "</volume>", 0)
+    args = guest_args(guest, interfaces=[dict(bridge="br0", model="e1000")], disks=[
+        dict(pool=POOL, size=1, backing=f"{guest}-base.qcow2"),
+        dict(path=iso.path(), device="cdrom"),
+    ])
+    created = run_module("guest", args)
+    assert not created.get("failed"), created
+    overlay, cdrom = created["guest"]["disks"]
+    assert overlay["size"] == "4 GiB"  # an overlay is at least as large as its backing image
+    assert cdrom == dict(target="sda", device="cdrom", bus="scsi", path=iso.path(), format="raw", readonly=True,
+                         pool=POOL, volume=f"{guest}-install.iso", size="300 MiB")
+    assert pool.storageVolLookupByName(f"{guest}-vda.qcow2").XMLDesc().count(base.path()) == 1
+    xml = conn.lookupByName(guest).XMLDesc(0)
+    assert "model='virtio-scsi'" in xml, xml  # the CD-ROM's bus
+    assert created["guest"]["interfaces"][0]["type"] == "bridge"
+    assert created["guest"]["interfaces"][0]["source"] == "br0"
+    assert run_module("guest", args)["changed"] is False
+    removed = run_module("guest", dict(uri=URI, name=guest, state="absent", remove_storage=True))
+    assert f"deleted volume {guest}-vda.qcow2" in removed["actions"]
+    assert {f"{guest}-base.qcow2", f"{guest}-install.iso"} <= set(volumes(conn))  # backing and read-only kept
