@@ -221,8 +221,9 @@ class GuestSpec:
         return cls(params)
 
     def defines_resources(self):
-        """Whether any option describes the guest itself (not only its power state)."""
+        """Whether any option describes the machine itself: a guest is not created from a power
+        state, tags or autostart alone (a typo in a name would otherwise become a new guest)."""
         return any(getattr(self, option) is not None for option in (
             "vcpus", "max_vcpus", "memory", "max_memory", "cpu_mode", "machine", "arch", "virt_type",
             "firmware", "boot", "kernel", "initrd", "cmdline", "serial", "serial_log", "disks",
-            "interfaces", "tags", "cloud_init", "xml"))
+            "interfaces", "cloud_init", "xml"))

@@ -246,8 +246,9 @@ def test_xml_is_compared_after_libvirt_normalises_it(run_module, conn, guest):
     assert fewer["changed"] is True and fewer["guest"]["interfaces"] == []
 
 
-def test_a_guest_that_does_not_exist_is_not_invented(run_module, conn, guest):
-    result = run_module("guest", dict(uri=URI, name=guest, state="running"))
+@pytest.mark.parametrize("options", [dict(state="running"), dict(tags=dict(role="web")), dict(autostart=True)])
+def test_a_guest_that_does_not_exist_is_not_invented(run_module, conn, guest, options):
+    result = run_module("guest", dict(uri=URI, name=guest, **options))
     assert result["failed"]
     assert result["msg"] == (f"guest {guest} does not exist on test:///default; describe it (vcpus, memory, disks, "
                              "...) or give clone_from to create it")
