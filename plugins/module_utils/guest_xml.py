@@ -160,9 +160,11 @@ def new_domain(name, virt_type, arch, with_acpi=True):
     sub_element(root, "on_reboot", "restart")
     sub_element(root, "on_crash", "destroy")
     devices = sub_element(root, "devices")
-    # A balloon lets memory change on a running guest; an RNG spares cloud images a slow
-    # first boot waiting for entropy.
-    sub_element(devices, "memballoon", model="virtio")
+    # A balloon lets memory change on a running guest, and its statistics (every 10 s) tell
+    # how much memory the guest really uses; an RNG spares cloud images a slow first boot
+    # waiting for entropy.
+    balloon = sub_element(devices, "memballoon", model="virtio")
+    sub_element(balloon, "stats", period=10)
     rng = sub_element(devices, "rng", model="virtio")
     sub_element(rng, "backend", "/dev/urandom", model="random")
     return root

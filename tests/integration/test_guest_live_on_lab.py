@@ -48,6 +48,12 @@ def test_guest_info_measures_what_the_guest_burns(lab, run_module, clone, figure
     assert 40 <= busy["cpu_percent"] <= 80
     assert busy["memory_actual"] == 256 * 1024 * 1024
     assert busy["memory_rss"] > 50 * 1024 * 1024
+    # the balloon's statistics (every 10 s, set by the guest module) say what the guest uses
+    deadline = time.monotonic() + 30
+    while busy["memory_used"] is None and time.monotonic() < deadline:
+        time.sleep(2)
+        busy = run_module("guest_info", dict(args, sample_seconds=0))["guests"][0]["usage"]
+    assert 8 * 1024 * 1024 < busy["memory_used"] < busy["memory_actual"], busy
     found = run_module("guest_info", dict(uri=clone["uri"], tags={"role": "probe"}, sample_seconds=0,
                                           query="[].name"))
     assert found["query_result"] == [clone["name"]]
