@@ -23,6 +23,9 @@ description:
     memory through the balloon up to O(max_memory), attaching and detaching disks and NICs,
     tags, CD-ROM media); everything else is written to the guest's definition and reported
     as RV(restart_required). O(restart=if_needed) then restarts the guest cleanly.
+  - A new guest gets ACPI, a UTC clock, a virtio balloon reporting memory statistics every
+    10 seconds (read by M(kvmops.virt.guest_info)) and a virtio RNG; everything else comes
+    from the options or libvirt's defaults.
   - MAC addresses are kept forever once a NIC exists. New NICs get an address in QEMU's
     C(52:54:00) range derived from the hypervisor and the guest name, so check mode can
     show it and re-creating a guest gives it the same addresses.
