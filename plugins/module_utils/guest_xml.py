@@ -22,10 +22,15 @@ import hashlib
 from xml.etree import ElementTree
 
 from ansible_collections.kvmops.virt.plugins.module_utils.metadata import METADATA_NAMESPACE, GuestMetadata
-from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import ensure_child, sub_element
+from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import ensure_child, sub_element, to_xml
 from ansible_collections.kvmops.virt.plugins.module_utils.sizes import format_size, libvirt_size_bytes
 
 CLOUD_INIT_MARK = "{%s}cloud-init" % METADATA_NAMESPACE
+# Devices that libvirt never adds by itself: a user XML with fewer of them means "remove".
+_COUNTED_DEVICES = ("disk", "interface", "filesystem", "hostdev", "channel", "graphics", "sound",
+                    "rng", "tpm", "watchdog", "smartcard", "redirdev", "shmem")
+_SIZED_ELEMENTS = ("memory", "currentMemory", "maxMemory")
+
 KIB = 1024
 
 # libvirt's virDomainState numbers -> the names the module uses
@@ -345,3 +350,42 @@ def inactive_copy(root):
     duplicate = copy.deepcopy(root)
     duplicate.attrib.pop("id", None)
     return duplicate
+
+
+def canonical_xml(root):
+    """The XML text without the indentation, which libvirt rewrites anyway."""
+    duplicate = copy.deepcopy(root)
+    for element in duplicate.iter():
+        if element.text is not None and not element.text.strip():
+            element.text = None
+        element.tail = None
+    return to_xml(duplicate)
+
+
+def xml_covers(actual, desired):
+    """Whether libvirt's normalised ``actual`` says everything ``desired`` says.
+
+    libvirt adds defaults (addresses, controllers, aliases) and converts units, so the user's
+    XML is compared as a subset, except that devices libvirt never adds must match in number:
+    an XML with one disk fewer is a different guest."""
+    if desired.tag != actual.tag:
+        return False
+    if desired.tag in _SIZED_ELEMENTS:
+        return libvirt_size_bytes(desired) == libvirt_size_bytes(actual)
+    for key, value in desired.attrib.items():
+        if actual.get(key) != value:
+            return False
+    if (desired.text or "").strip() and (desired.text or "").strip() != (actual.text or "").strip():
+        return False
+    for tag in {child.tag for child in desired}:
+        wanted, present = desired.findall(tag), actual.findall(tag)
+        counted = actual.tag == "devices" and tag in _COUNTED_DEVICES
+        if len(present) < len(wanted) or (counted and len(present) != len(wanted)):
+            return False
+        if not all(xml_covers(have, want) for want, have in zip(wanted, present)):
+            return False
+    if actual.tag == "devices":
+        for tag in _COUNTED_DEVICES:
+            if len(actual.findall(tag)) != len(desired.findall(tag)):
+                return False
+    return True

@@ -18,34 +18,25 @@ never leaves a guest half-defined or stopped when it was running.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 
 from ansible_collections.kvmops.virt.plugins.module_utils import guest_xml, storage
 from ansible_collections.kvmops.virt.plugins.module_utils.changes import resource_diff
 from ansible_collections.kvmops.virt.plugins.module_utils.cloud_init import CloudInitError, render_seed, seed_texts
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtOperationError
+from ansible_collections.kvmops.virt.plugins.module_utils.guest_live import LiveChanges
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_power import PowerError, change_power, shut_down, start
+from ansible_collections.kvmops.virt.plugins.module_utils.guest_removal import SEED_SUFFIX, remove_guest, undefine
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_spec import (
     NEW_GUEST_MEMORY, NEW_GUEST_VCPUS, GuestSpecError, check_guest_name, next_free_target)
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_xml import power_state, read_view
-from ansible_collections.kvmops.virt.plugins.module_utils.metadata import (
-    METADATA_NAMESPACE, METADATA_PREFIX, GuestMetadata)
 from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import XMLError, parse_xml, to_xml
-from ansible_collections.kvmops.virt.plugins.module_utils.sizes import format_size, libvirt_size_bytes
+from ansible_collections.kvmops.virt.plugins.module_utils.sizes import format_size
 
 try:
     import libvirt
 except ImportError:
     libvirt = None
-
-SEED_SUFFIX = "-cidata.iso"
-# Devices that libvirt never adds by itself: a user XML with fewer of them means "remove".
-_COUNTED_DEVICES = ("disk", "interface", "filesystem", "hostdev", "channel", "graphics", "sound",
-                    "rng", "tpm", "watchdog", "smartcard", "redirdev", "shmem")
-_SIZED_ELEMENTS = ("memory", "currentMemory", "maxMemory")
-# View keys a running guest can take without a restart (how: see _apply_live).
-_LIVE_KEYS = ("vcpus", "memory", "disks", "interfaces", "tags", "cloud_init")
 
 
 class GuestError(Exception):
@@ -94,9 +85,7 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
         self.catalog = {}            # path -> dict(pool, volume, size) for the views
         self.actions = []
         self.warnings = []
-        self.live_root = None
-        self.live_keys = []          # view keys to change on the running guest
-        self.restart_keys = []       # view keys only a restart applies
+        self.live = None             # LiveChanges of a running guest
         self._capabilities = None
 
     # ------------------------------------------------------------ reading
@@ -178,7 +167,7 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
                 self._apply_spec(root)
             self.after_root = root
             if self.domain is not None and power_state(self.domain) in ("running", "paused"):
-                self._classify_live_changes()
+                self.live = LiveChanges(self.conn, self.domain, self.after_root, self.catalog)
         except (GuestSpecError, XMLError, CloudInitError, storage.StorageError) as error:
             raise GuestError(str(error)) from None
 
@@ -488,7 +477,7 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
         elif name != spec.name:
             raise GuestError("xml: the XML names the guest %s but name is %s" % (name, spec.name))
         if self.before_root is not None:
-            if xml_covers(self.before_root, desired):
+            if guest_xml.xml_covers(self.before_root, desired):
                 desired = guest_xml.inactive_copy(self.before_root)
             else:
                 self._keep_identity(desired)
@@ -521,11 +510,16 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
     def definition_changed(self):
         if self.after_root is None:
             return False
-        return self.before_root is None or canonical_xml(self.before_root) != canonical_xml(self.after_root)
+        return self.before_root is None or guest_xml.canonical_xml(self.before_root) != guest_xml.canonical_xml(self.after_root)
 
     @property
     def restart_required(self):
         return bool(self.restart_keys)
+
+    @property
+    def restart_keys(self):
+        """View keys in which the running guest differs from its definition until a restart."""
+        return self.live.restart_keys if self.live is not None else []
 
     def will_restart(self):
         return self.restart_required and self.spec.restart == "if_needed" and self.wanted_state() == "running"
@@ -535,7 +529,7 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
         if self.spec.state == "absent":
             return self.domain is not None
         before, after = self.views()
-        return before != after or bool(self.volumes or self.grown or self.live_keys) or self.will_restart()
+        return before != after or bool(self.volumes or self.grown or (self.live and self.live.live_keys)) or self.will_restart()
 
     def wanted_state(self):
         if self.spec.state == "present":
@@ -594,8 +588,8 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
                 self.actions.append("defined guest %s" % self.spec.name if previous_xml is None
                                     else "updated the definition of guest %s" % self.spec.name)
             self._grow_disks(was)
-            for key in list(self.live_keys):
-                self._apply_live(key)
+            if self.live is not None:
+                self.live.apply(self.actions, self.warnings)
             self._set_autostart()
             self.actions.extend(change_power(self.conn, self.domain, self.wanted_state(),
                                              self._shutdown_timeout(), self.spec.force))
@@ -657,7 +651,7 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
             self.actions.append(start(self.conn, self.domain))
             raise GuestError("guest %s did not start with its new definition (%s); the previous definition was "
                              "restored and the guest started again" % (self.spec.name, error)) from None
-        self.restart_keys = []
+        self.live.restart_keys = []
 
     def _undo(self, created, previous_xml, was):
         """Put back what this run changed, so that a failure leaves the guest as it was."""
@@ -683,217 +677,12 @@ class GuestRun:  # pylint: disable=too-many-instance-attributes
             notes.append("undoing failed too: %s" % undo_error.get_error_message())
         return notes
 
-    def _classify_live_changes(self):
-        """Sort what differs between the running guest and its new definition into what can
-        change live (``live_keys``) and what needs a restart (``restart_keys``)."""
-        with self.conn.operation("read the live definition of guest %s" % self.spec.name):
-            self.live_root = parse_xml(self.domain.XMLDesc(0), "live domain XML")
-        live, wanted = read_view(self.live_root, self.catalog), read_view(self.after_root, self.catalog)
-        for key in wanted:
-            if live[key] == wanted[key]:
-                continue
-            if key in _LIVE_KEYS and self._can_change_live(key):
-                self.live_keys.append(key)
-            else:
-                self.restart_keys.append(key)
-
-    def _can_change_live(self, key):
-        if key == "vcpus":
-            return guest_xml.vcpu_counts(self.after_root)[1] == guest_xml.vcpu_counts(self.live_root)[1]
-        if key == "memory":
-            balloon = self.live_root.find("devices/memballoon")
-            return (guest_xml.memory_bytes(self.after_root)[1] == guest_xml.memory_bytes(self.live_root)[1]
-                    and balloon is not None and balloon.get("model") != "none")
-        if key in ("disks", "interfaces"):
-            return not self._devices_changed_in_place(key)
-        return True
-
-    def _device_maps(self, key):
-        tag, identity = ("disk", "target") if key == "disks" else ("interface", "mac")
-        read = guest_xml.read_disk if tag == "disk" else guest_xml.read_interface
-
-        def by_identity(root):
-            return {read(element)[identity]: (read(element), element) for element in root.findall("devices/" + tag)}
-        return tag, by_identity(self.live_root), by_identity(self.after_root)
-
-    def _devices_changed_in_place(self, key):
-        """Whether a disk or NIC that stays has changed (only a CD-ROM's medium changes live)."""
-        _tag, live, wanted = self._device_maps(key)
-        for identity, (view, _element) in wanted.items():
-            if identity in live and live[identity][0] != view:
-                if key == "interfaces" or not view["device"] == live[identity][0]["device"] == "cdrom":
-                    return True
-        return False
-
-    def _apply_live(self, key):
-        """Apply one view key to the running guest; a refusal moves it to ``restart_keys``."""
-        name = self.spec.name
-        try:
-            if key == "vcpus":
-                vcpus = guest_xml.vcpu_counts(self.after_root)[0]
-                with self.conn.operation("set the vCPUs of running guest %s" % name):
-                    self.domain.setVcpusFlags(vcpus, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-                self.actions.append("set %d vCPUs on running guest %s" % (vcpus, name))
-            elif key == "memory":
-                memory = guest_xml.memory_bytes(self.after_root)[0]
-                with self.conn.operation("set the memory of running guest %s" % name):
-                    self.domain.setMemoryFlags(memory // 1024, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-                self.actions.append("set memory to %s on running guest %s" % (format_size(memory), name))
-            elif key in ("tags", "cloud_init"):
-                fragment = GuestMetadata.from_domain(self.after_root).libvirt_fragment()
-                with self.conn.operation("set the metadata of running guest %s" % name):
-                    self.domain.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, fragment, METADATA_PREFIX,
-                                            METADATA_NAMESPACE, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            else:
-                self._swap_devices(key)
-        except LibvirtOperationError as error:
-            self.warnings.append("%s; the change is in the guest's definition and applies at its next restart"
-                                 % error)
-            self.live_keys.remove(key)
-            self.restart_keys.append(key)
-
-    def _swap_devices(self, key):
-        """Attach and detach disks or NICs live, and change CD-ROM media."""
-        tag, live, wanted = self._device_maps(key)
-        for identity in sorted(wanted):
-            view, element = wanted[identity]
-            if identity not in live:
-                with self.conn.operation("attach %s %s to running guest %s" % (tag, identity, self.spec.name)):
-                    self.domain.attachDeviceFlags(to_xml(element), libvirt.VIR_DOMAIN_AFFECT_LIVE)
-                self.actions.append("attached %s %s to running guest %s" % (tag, identity, self.spec.name))
-            elif live[identity][0] != view:  # only CD-ROMs get here (see _devices_changed_in_place)
-                with self.conn.operation("change the medium in %s of guest %s" % (identity, self.spec.name)):
-                    self.domain.updateDeviceFlags(to_xml(element), libvirt.VIR_DOMAIN_AFFECT_LIVE)
-                self.actions.append("changed the medium in %s of running guest %s" % (identity, self.spec.name))
-        for identity in sorted(set(live) - set(wanted)):
-            with self.conn.operation("detach %s %s from running guest %s" % (tag, identity, self.spec.name)):
-                self.domain.detachDeviceFlags(to_xml(live[identity][1]), libvirt.VIR_DOMAIN_AFFECT_LIVE)
-            self.actions.append("detached %s %s from running guest %s" % (tag, identity, self.spec.name))
-
     # ------------------------------------------------------------ removal
 
-    def removable_volumes(self):
-        """Volumes that remove_storage deletes: the guest's own writable disks and its seed."""
-        root = self._inactive_root()
-        mine, skipped = [], []
-        for disk in root.findall("devices/disk"):
-            path = guest_xml.disk_source(disk)
-            seed = bool(path) and path.endswith("/" + self.spec.name + SEED_SUFFIX)
-            if not path or (not seed and (disk.find("readonly") is not None or disk.find("shareable") is not None)):
-                continue
-            with self.conn.operation("look up the volume behind %s" % path):
-                volume = storage.find_volume_by_path(self.conn, path)
-            if volume is None:
-                skipped.append("%s (not in a storage pool)" % path)
-                continue
-            users = self._other_users(path)
-            if users:
-                skipped.append("%s (used by %s)" % (path, ", ".join(users)))
-                continue
-            mine.append(volume)
-        return mine, skipped
-
-    def _other_users(self, path):
-        """Other guests whose disks are ``path``, and volumes backed by it."""
-        users = []
-        with self.conn.operation("list the guests and volumes that use %s" % path):
-            for domain in self.conn.handle.listAllDomains():
-                if domain.name() == self.spec.name:
-                    continue
-                root = parse_xml(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), "domain XML")
-                if path in (guest_xml.disk_source(disk) for disk in root.findall("devices/disk")):
-                    users.append("guest " + domain.name())
-            for pool in self.conn.handle.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
-                for volume in pool.listAllVolumes():
-                    if storage.volume_facts(volume)["backing"] == path:
-                        users.append("volume %s (backing image)" % volume.name())
-        return users
-
     def _remove(self):
-        name = self.spec.name
-        volumes, skipped = self.removable_volumes() if self.spec.remove_storage else ([], [])
-        active = self.domain.isActive()
-        # Undefined first: if that fails the guest is still defined and still running.
-        with self.conn.operation("undefine guest %s" % name):
-            undefine(self.domain)
-        self.actions.append("undefined guest %s" % name)
-        if active:
-            with self.conn.operation("power off guest %s after undefining it" % name):
-                self.domain.destroy()
-            self.actions.append("powered off guest %s" % name)
-        for volume in volumes:
-            volume_name = volume.name()
-            storage.delete_volume(self.conn, volume)
-            self.actions.append("deleted volume %s" % volume_name)
-        for path in skipped:
-            self.warnings.append("kept disk %s" % path)
-
-
-def _count_or_zero(call):
-    """A count from a libvirt call the driver may not implement (then there is nothing to count)."""
-    try:
-        return call()
-    except libvirt.libvirtError as error:
-        if error.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
-            return 0
-        raise
-
-
-def undefine(domain):
-    """Undefine with what would otherwise block it: NVRAM, snapshots, checkpoints, managed save.
-
-    Each flag is passed only when the guest has that thing: drivers refuse flags they do
-    not implement even when there is nothing to remove."""
-    root = parse_xml(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), "domain XML")
-    flags = 0
-    if root.find("os/nvram") is not None or read_view(root)["firmware"] == "uefi":
-        flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-    if _count_or_zero(lambda: domain.snapshotNum(0)):
-        flags |= libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-    if _count_or_zero(lambda: len(domain.listAllCheckpoints(0))):
-        flags |= libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-    if _count_or_zero(lambda: domain.hasManagedSaveImage(0)):
-        flags |= libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-    domain.undefineFlags(flags)
-
-
-def canonical_xml(root):
-    """The XML text without the indentation, which libvirt rewrites anyway."""
-    duplicate = copy.deepcopy(root)
-    for element in duplicate.iter():
-        if element.text is not None and not element.text.strip():
-            element.text = None
-        element.tail = None
-    return to_xml(duplicate)
-
-
-def xml_covers(actual, desired):
-    """Whether libvirt's normalised ``actual`` says everything ``desired`` says.
-
-    libvirt adds defaults (addresses, controllers, aliases) and converts units, so the user's
-    XML is compared as a subset, except that devices libvirt never adds must match in number:
-    an XML with one disk fewer is a different guest."""
-    if desired.tag != actual.tag:
-        return False
-    if desired.tag in _SIZED_ELEMENTS:
-        return libvirt_size_bytes(desired) == libvirt_size_bytes(actual)
-    for key, value in desired.attrib.items():
-        if actual.get(key) != value:
-            return False
-    if (desired.text or "").strip() and (desired.text or "").strip() != (actual.text or "").strip():
-        return False
-    for tag in {child.tag for child in desired}:
-        wanted, present = desired.findall(tag), actual.findall(tag)
-        counted = actual.tag == "devices" and tag in _COUNTED_DEVICES
-        if len(present) < len(wanted) or (counted and len(present) != len(wanted)):
-            return False
-        if not all(xml_covers(have, want) for want, have in zip(wanted, present)):
-            return False
-    if actual.tag == "devices":
-        for tag in _COUNTED_DEVICES:
-            if len(actual.findall(tag)) != len(desired.findall(tag)):
-                return False
-    return True
+        actions, warnings = remove_guest(self.conn, self.domain, self.spec.remove_storage)
+        self.actions.extend(actions)
+        self.warnings.extend(warnings)
 
 
 def describe_guest(conn, domain, catalog=None):

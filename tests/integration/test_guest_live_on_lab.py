@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from serial_log import SerialLog
 
@@ -12,7 +14,17 @@ def live_disks(uri, name):
     return sorted(target for target in ("vda", "vdb", "vdc") if f"dev='{target}'" in xml)
 
 
-def test_a_disk_is_attached_and_detached_live(lab, run_module, clone):
+@pytest.fixture
+def data_volume(run_module, clone):
+    """The name of a second disk for the clone: a detached disk is kept, so it is deleted here."""
+    name = f"{clone['name']}-vdb.qcow2"
+    args = dict(uri=clone["uri"], pool="default", name=name, state="absent")
+    run_module("volume", args)
+    yield name
+    run_module("volume", args)
+
+
+def test_a_disk_is_attached_and_detached_live(lab, run_module, clone, data_volume):
     started = run_module("guest", dict(clone, state="running"))
     log = SerialLog(lab.layout.serial_log(clone["name"]))
     log.wait_for_tick(lambda tick: True, timeout=120)
@@ -20,7 +32,7 @@ def test_a_disk_is_attached_and_detached_live(lab, run_module, clone):
     with_data = dict(uri=clone["uri"], name=clone["name"],
                      disks=[template_disk, dict(pool="default", size="32 MiB")])
     attached = run_module("guest", with_data)
-    assert attached["actions"] == [f"created volume {clone['name']}-vdb.qcow2 in pool default (32 MiB)",
+    assert attached["actions"] == [f"created volume {data_volume} in pool default (32 MiB)",
                                    f"updated the definition of guest {clone['name']}",
                                    f"attached disk vdb to running guest {clone['name']}"], attached
     assert attached["restart_required"] is False

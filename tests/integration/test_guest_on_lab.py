@@ -165,14 +165,42 @@ def test_cloud_init_seed_is_what_the_guest_reads(lab, run_module, clone):
     assert changed["restart_required"] is False  # same drive, new medium: cloud-init reads it next boot
 
 
-def test_stopped_asks_then_powers_off_only_when_forced(lab, run_module, clone):
+def test_stopped_shuts_the_guest_down_through_its_acpi_power_button(lab, run_module, clone, figures):
     run_module("guest", dict(clone, state="running"))
     wait_for_console(lab, clone["name"], r"kvmops-lab: tick=1 ")
+    log = SerialLog(lab.layout.serial_log(clone["name"]))
+    assert log.line("acpi power-button=") == "poweroff"
+    since = log.size()
+    args = dict(uri=clone["uri"], name=clone["name"], state="stopped", shutdown_timeout=60)
+    predicted = run_module("guest", args, check=True)
+    assert predicted["changed"] and domain_state(clone["uri"], clone["name"]) == libvirt.VIR_DOMAIN_RUNNING
+    stopped = run_module("guest", args)
+    assert stopped["diff"] == predicted["diff"]
+    assert len(stopped["actions"]) == 1, stopped
+    action = re.fullmatch(rf"shut down guest {clone['name']} \(ACPI\) in (\d+\.\d) s", stopped["actions"][0])
+    assert action, stopped["actions"]
+    figures("lab guest: state=stopped through ACPI (guest module, until libvirt reports it shut off)",
+            f"{action.group(1)} s")
+    assert stopped["guest"]["state"] == "stopped"
+    # the guest's own doing: its acpid saw the power button and it powered itself off
+    assert "kvmops-lab: acpi power button, powering off" in log.text(since)
+    with LibvirtConnection(clone["uri"]) as conn:
+        assert conn.handle.lookupByName(clone["name"]).state() == [libvirt.VIR_DOMAIN_SHUTOFF,
+                                                                   libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN]
+    assert run_module("guest", args)["changed"] is False
+
+
+def test_stopped_asks_then_powers_off_only_when_forced(lab, run_module, clone):
+    # kvmops.acpi=ignore: the lab guest ignores its power button, as a hung guest would
+    run_module("guest", dict(clone, state="running",
+                             cmdline="console=ttyS0 panic=-1 quiet kvmops.load=0 kvmops.acpi=ignore"))
+    wait_for_console(lab, clone["name"], r"kvmops-lab: tick=1 ")
+    log = SerialLog(lab.layout.serial_log(clone["name"]))
+    assert log.line("acpi power-button=") == "ignore"
     started = time.monotonic()
     refused = run_module("guest", dict(uri=clone["uri"], name=clone["name"], state="stopped", shutdown_timeout=3))
     waited = time.monotonic() - started
-    if not refused.get("failed"):
-        pytest.skip("this lab guest obeys ACPI shutdown; the forced path is not reachable")
+    assert refused.get("failed"), refused
     assert "did not shut down within 3 s after an ACPI shutdown request and is still running" in refused["msg"]
     assert 3 <= waited < 10
     assert domain_state(clone["uri"], clone["name"]) == libvirt.VIR_DOMAIN_RUNNING
@@ -180,6 +208,10 @@ def test_stopped_asks_then_powers_off_only_when_forced(lab, run_module, clone):
                                       force=True))
     assert re.fullmatch(rf"powered off guest {clone['name']} \(forced\) after [2-9]\.\d s", forced["actions"][0])
     assert forced["guest"]["state"] == "stopped"
+    with LibvirtConnection(clone["uri"]) as conn:
+        assert conn.handle.lookupByName(clone["name"]).state() == [libvirt.VIR_DOMAIN_SHUTOFF,
+                                                                   libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED]
+    assert "powering off" not in log.text()
 
 
 def test_paused_starts_a_stopped_guest_paused(lab, run_module, clone):
