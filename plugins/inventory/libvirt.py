@@ -1,0 +1,332 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: libvirt
+short_description: One inventory of many KVM hypervisors and all their guests
+version_added: 0.1.0
+description:
+  - Lists every hypervisor of O(hypervisors) (or of the inventory group named by
+    O(hypervisors_from)) and every guest on them, talking to all hypervisors at once and to
+    each with a handful of bulk calls, so a fleet of thousands of guests takes about a second.
+  - Each guest becomes a host with variables under O(prefix) (state, vCPUs, memory, disks,
+    NICs with their DHCP addresses, tags, hypervisor), in groups C(kvm_guests),
+    C(kvm_on_<hypervisor>), C(kvm_state_<state>) and C(kvm_tag_<tag>_<value>); each hypervisor
+    becomes a host in C(kvm_hypervisors) with its capacity and allocation.
+  - A hypervisor that cannot be reached is reported in a warning and as C(kvm_reachable=false)
+    on its host; the rest of the fleet is listed. With O(strict=true) it is an error.
+  - Strings that come from guests (names, tags, descriptions) are marked unsafe, so they are
+    never templated.
+  - The configuration file must end in C(.kvmops.yml), C(.kvmops.yaml), C(.libvirt.yml) or C(.libvirt.yaml).
+author:
+  - kvmops.virt developers (@kvmops)
+requirements:
+  - libvirt-python
+  - jmespath (only for O(query))
+extends_documentation_fragment:
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: The name of this plugin.
+    type: str
+    required: true
+    choices: [kvmops.virt.libvirt]
+  hypervisors:
+    description:
+      - The hypervisors, each with a C(name) (its inventory host name), a libvirt C(uri), and
+        optional C(vars) set on its inventory host.
+    type: list
+    elements: dict
+    default: []
+  hypervisors_from:
+    description:
+      - Take the hypervisors from an existing inventory instead (or as well), for example the
+        lab's C(.lab/inventory.yml) or a static inventory of hypervisors. Every host of
+        C(group) that has the variable C(uri_var) becomes a hypervisor of that name.
+    type: dict
+    suboptions:
+      inventory:
+        description: Path of the inventory file (relative to this configuration file).
+        type: path
+        required: true
+      group:
+        description: Group whose hosts are the hypervisors.
+        type: str
+        default: kvm_hypervisors
+      uri_var:
+        description: Variable holding each host's libvirt URI.
+        type: str
+        default: libvirt_uri
+  username:
+    description: User name for hypervisors that ask for credentials (SASL).
+    type: str
+    env:
+      - name: KVMOPS_LIBVIRT_USERNAME
+  password:
+    description: Password for hypervisors that ask for credentials; never shown.
+    type: str
+    env:
+      - name: KVMOPS_LIBVIRT_PASSWORD
+  connect_timeout:
+    description: Seconds to wait for each hypervisor; one that does not answer costs at most this.
+    type: float
+    default: 10
+  max_workers:
+    description: How many hypervisors are asked at the same time.
+    type: int
+    default: 16
+  prefix:
+    description: Prefix of every variable the plugin sets.
+    type: str
+    default: kvm_
+  guest_name_format:
+    description:
+      - Inventory host name of a guest, a Python format string with the fields C(name),
+        C(uuid) and C(hypervisor).
+      - When two different guests (different UUIDs) get the same host name, both are
+        named C(<name>@<hypervisor>) instead and a warning says so. The same guest seen on
+        two hypervisors (in the middle of a live migration) is listed once, where it runs.
+    type: str
+    default: "{name}"
+  want_addresses:
+    description: Read the DHCP leases of the hypervisors' networks to give NICs their IPv4 address and guests C(ansible_host).
+    type: bool
+    default: true
+  query:
+    description:
+      - A JMESPath expression over the list of guest records (the variables without prefix,
+        plus C(hypervisor)); only the guests it returns become hosts. See EXAMPLES.
+    type: str
+"""
+
+EXAMPLES = r"""
+# fleet.kvmops.yml: three hypervisors over SSH
+plugin: kvmops.virt.libvirt
+hypervisors:
+  - name: kvm1
+    uri: qemu+ssh://root@kvm1.example.com/system
+  - name: kvm2
+    uri: qemu+ssh://root@kvm2.example.com/system
+    vars:
+      rack: b12
+keyed_groups:
+  - key: kvm_tags.env | default('none')
+    prefix: env
+compose:
+  ansible_user: "'cloud'"
+
+# lab.kvmops.yml: the hypervisors of the lab's inventory, cached for an hour
+plugin: kvmops.virt.libvirt
+hypervisors_from:
+  inventory: .lab/inventory.yml
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/kvmops-inventory
+cache_timeout: 3600
+
+# Ready queries (option query):
+#   running production guests:        "[?state=='running' && tags.env=='prod']"
+#   guests of one hypervisor:         "[?hypervisor=='kvm1']"
+#   stopped guests (to clean up):     "[?state=='stopped']"
+#   big guests:                       "[?vcpus >= `8` || memory >= `17179869184`]"
+#   guests that must not move:        "[?tags.migratable == `false`]"
+#   guests without an IP address yet: "[?!(interfaces[?address])]"
+"""
+
+import os
+
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
+
+try:
+    from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fleet
+except ImportError as error:  # libvirt-python is missing: say so when the plugin is used
+    gather_fleet = None
+    FLEET_IMPORT_ERROR = error
+else:
+    FLEET_IMPORT_ERROR = None
+
+try:
+    import jmespath
+except ImportError:
+    jmespath = None
+
+CONFIG_SUFFIXES = (".kvmops.yml", ".kvmops.yaml", ".libvirt.yml", ".libvirt.yaml")
+# Guest record keys that become variables (guest-controlled strings among them are wrapped unsafe).
+GUEST_VARS = ("name", "uuid", "state", "vcpus", "max_vcpus", "memory", "max_memory", "cpu_time", "virt_type",
+              "arch", "machine", "tags", "disks", "interfaces", "hypervisor")
+HOST_VARS = ("hostname", "host_uuid", "driver", "arch", "logical_cpus", "memory_total", "memory_free",
+             "guests_defined", "guests_running", "vcpus_allocated", "memory_allocated")
+_STATE_PREFERENCE = {"running": 0, "paused": 1, "stopping": 2}
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    NAME = "kvmops.virt.libvirt"
+
+    def verify_file(self, path):
+        return super().verify_file(path) and path.endswith(CONFIG_SUFFIXES)
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        if gather_fleet is None:
+            raise AnsibleError("kvmops.virt.libvirt needs the Python library libvirt-python: %s" % FLEET_IMPORT_ERROR)
+        hypervisors = self._hypervisors(path)
+        cache_key = self.get_cache_key(path)
+        use_cache = self.get_option("cache") and cache
+        fleet = None
+        if use_cache:
+            try:
+                fleet = self._cache[cache_key]
+            except KeyError:
+                fleet = None
+        if fleet is None:
+            fleet = gather_fleet(hypervisors, self._connection_options(), self.get_option("max_workers"),
+                                 want_addresses=self.get_option("want_addresses"))
+            if self.get_option("cache") and all(hypervisor["reachable"] for hypervisor in fleet):
+                self._cache[cache_key] = fleet  # a partial fleet is never cached
+        self._populate(fleet, hypervisors)
+
+    # ------------------------------------------------------------ configuration
+
+    def _connection_options(self):
+        return dict(username=self.get_option("username"), password=self.get_option("password"),
+                    connect_timeout=self.get_option("connect_timeout"))
+
+    def _hypervisors(self, path):
+        hypervisors = []
+        for index, entry in enumerate(self.get_option("hypervisors") or []):
+            if not isinstance(entry, dict) or not entry.get("name") or not entry.get("uri"):
+                raise AnsibleParserError("%s: hypervisors[%d] needs a name and a uri" % (path, index))
+            hypervisors.append(dict(name=str(entry["name"]), uri=str(entry["uri"]), vars=dict(entry.get("vars") or {})))
+        source = self.get_option("hypervisors_from")
+        if source:
+            hypervisors.extend(self._hypervisors_from(path, source))
+        names = [hypervisor["name"] for hypervisor in hypervisors]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise AnsibleParserError("%s: hypervisor names must be unique: %s" % (path, ", ".join(duplicates)))
+        if not hypervisors:
+            raise AnsibleParserError("%s: no hypervisors; give hypervisors or hypervisors_from" % path)
+        return hypervisors
+
+    def _hypervisors_from(self, path, source):
+        from ansible.inventory.manager import InventoryManager  # pylint: disable=import-outside-toplevel
+        inventory_path = source["inventory"]
+        if not os.path.isabs(inventory_path):
+            inventory_path = os.path.join(os.path.dirname(os.path.abspath(path)), inventory_path)
+        if not os.path.exists(inventory_path):
+            raise AnsibleParserError("%s: hypervisors_from: %s does not exist" % (path, inventory_path))
+        group_name = source.get("group") or "kvm_hypervisors"
+        uri_var = source.get("uri_var") or "libvirt_uri"
+        other = InventoryManager(loader=self.loader, sources=[inventory_path])
+        group = other.groups.get(group_name)
+        if group is None:
+            raise AnsibleParserError("%s: hypervisors_from: %s has no group %s" % (path, inventory_path, group_name))
+        found = []
+        for host in sorted(group.get_hosts(), key=lambda host: host.name):
+            uri = host.get_vars().get(uri_var)
+            if uri:
+                found.append(dict(name=host.name, uri=str(uri), vars={}))
+        return found
+
+    # ------------------------------------------------------------ population
+
+    def _populate(self, fleet, hypervisors):
+        prefix = self.get_option("prefix")
+        strict = self.get_option("strict")
+        extra_vars = {hypervisor["name"]: hypervisor["vars"] for hypervisor in hypervisors}
+        self.inventory.add_group("kvm_hypervisors")
+        self.inventory.add_group("kvm_guests")
+        for hypervisor in fleet:
+            self._add_hypervisor(hypervisor, extra_vars.get(hypervisor["name"], {}), prefix, strict)
+        guests = self._select(self._unique_guests(fleet))
+        for host_name, guest in self._guest_host_names(guests):
+            self._add_guest(host_name, guest, prefix, strict)
+
+    def _add_hypervisor(self, hypervisor, extra, prefix, strict):
+        name = hypervisor["name"]
+        self.inventory.add_host(name, group="kvm_hypervisors")
+        variables = {prefix + "uri": hypervisor["uri"], prefix + "reachable": hypervisor["reachable"]}
+        if hypervisor["reachable"]:
+            for key in HOST_VARS:
+                variables[prefix + key] = hypervisor["host"][key]
+        else:
+            message = "kvmops.virt.libvirt: hypervisor %s is unreachable, its guests are not listed: %s" % (
+                name, hypervisor["error"])
+            if strict:
+                raise AnsibleError(message)
+            self.display.warning(message)
+            variables[prefix + "error"] = hypervisor["error"]
+        variables.update(extra)
+        for key, value in variables.items():
+            self.inventory.set_variable(name, key, value)
+        self._construct(name, strict)
+
+    def _unique_guests(self, fleet):
+        """Every guest once: the copy that runs when a migration shows it on two hypervisors."""
+        by_uuid = {}
+        for hypervisor in fleet:
+            for guest in hypervisor["guests"]:
+                known = by_uuid.get(guest["uuid"])
+                if known is None or _STATE_PREFERENCE.get(guest["state"], 9) < _STATE_PREFERENCE.get(known["state"], 9):
+                    by_uuid[guest["uuid"]] = guest
+        return sorted(by_uuid.values(), key=lambda guest: (guest["name"], guest["hypervisor"]))
+
+    def _select(self, guests):
+        query = self.get_option("query")
+        if not query:
+            return guests
+        if jmespath is None:
+            raise AnsibleError("kvmops.virt.libvirt: the option query needs the Python library jmespath")
+        try:
+            selected = jmespath.search(query, guests)
+        except jmespath.exceptions.JMESPathError as error:
+            raise AnsibleParserError("kvmops.virt.libvirt: query %r: %s" % (query, error)) from None
+        if not isinstance(selected, list) or not all(isinstance(item, dict) and "uuid" in item for item in selected):
+            raise AnsibleParserError("kvmops.virt.libvirt: query %r must return a list of guest records "
+                                     "(a filter such as [?state=='running'])" % query)
+        wanted = {item["uuid"] for item in selected}
+        return [guest for guest in guests if guest["uuid"] in wanted]
+
+    def _guest_host_names(self, guests):
+        name_format = self.get_option("guest_name_format")
+        try:
+            names = [name_format.format(name=guest["name"], uuid=guest["uuid"], hypervisor=guest["hypervisor"])
+                     for guest in guests]
+        except (KeyError, IndexError, ValueError) as error:
+            raise AnsibleParserError("kvmops.virt.libvirt: guest_name_format %r: %s" % (name_format, error)) from None
+        clashes = sorted({name for name in names if names.count(name) > 1})
+        if clashes:
+            self.display.warning("kvmops.virt.libvirt: different guests share the host name(s) %s; they are listed "
+                                 "as <name>@<hypervisor>" % ", ".join(clashes))
+        return [(("%s@%s" % (name, guest["hypervisor"])) if name in clashes else name, guest)
+                for name, guest in zip(names, guests)]
+
+    def _add_guest(self, host_name, guest, prefix, strict):
+        self.inventory.add_host(host_name, group="kvm_guests")
+        for group in ("kvm_on_" + guest["hypervisor"], "kvm_state_" + guest["state"]):
+            self.inventory.add_child(self.inventory.add_group(self._sanitize_group_name(group)), host_name)
+        for tag, value in sorted((guest.get("tags") or {}).items()):
+            group = self._sanitize_group_name("kvm_tag_%s_%s" % (tag, value))
+            self.inventory.add_child(self.inventory.add_group(group), host_name)
+        for key in GUEST_VARS:
+            if key in guest:
+                self.inventory.set_variable(host_name, prefix + key, wrap_var(guest[key]))
+        address = next((nic.get("address") for nic in guest.get("interfaces") or [] if nic.get("address")), None)
+        if address:
+            self.inventory.set_variable(host_name, "ansible_host", wrap_var(address))
+        self._construct(host_name, strict)
+
+    def _construct(self, host_name, strict):
+        host_vars = self.inventory.get_host(host_name).get_vars()
+        self._set_composite_vars(self.get_option("compose"), host_vars, host_name, strict=strict)
+        host_vars = self.inventory.get_host(host_name).get_vars()
+        self._add_host_to_composed_groups(self.get_option("groups"), host_vars, host_name, strict=strict)
+        self._add_host_to_keyed_groups(self.get_option("keyed_groups"), host_vars, host_name, strict=strict)
