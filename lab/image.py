@@ -4,9 +4,11 @@ Only Debian packages are fetched (``apt-get download``); loadd is compiled here 
 The result is cached in the lab's image directory and rebuilt only when its inputs change.
 
 The initramfs carries the few kernel modules a guest needs to see the devices tests give
-it (virtio disks and balloon, SCSI and IDE CD-ROMs with ISO 9660), with their
-dependencies and nothing else, plus the modules.dep and modules.alias busybox modprobe
-needs to load a device's driver by the device's modalias, as the guest's init does.
+it (virtio disks and balloon, SCSI and IDE CD-ROMs with ISO 9660) and its ACPI power
+button (button, evdev), with their dependencies and nothing else, plus the modules.dep
+and modules.alias busybox modprobe needs to load a device's driver by the device's
+modalias, as the guest's init does. busybox acpid, with the files it reads from
+``lab/guest``, powers the guest off when the power button is pressed.
 """
 
 import gzip
@@ -22,12 +24,16 @@ from .hosts import LabError
 GUEST_SOURCES = Path(__file__).resolve().parent / "guest"
 _KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
 _BUSYBOX_APPLETS = ("sh", "mount", "umount", "mkdir", "cut", "cat", "echo", "modprobe", "head", "tr",
-                    "sha256sum", "ls", "sleep", "dd", "grep")
+                    "sha256sum", "ls", "sleep", "dd", "grep", "acpid", "poweroff")
 # Drivers for the devices tests give a lab guest: virtio disks, SCSI and balloon, CD-ROMs
 # with ISO 9660 on virtio-scsi or (machine type 'pc') IDE. The cloud kernel has no AHCI
 # driver, so SATA disks and CD-ROMs stay invisible to the guest.
+# The ACPI power button (libvirt's shutdown) reaches busybox acpid as a key press: button
+# makes the button an input device, evdev gives input devices their /dev/input/event*.
 GUEST_DRIVERS = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_balloon", "sd_mod", "sr_mod", "isofs",
-                 "ata_piix")
+                 "ata_piix", "button", "evdev")
+# What acpid reads (lab/guest/acpi.map, acpid.conf) and runs (power-button), by path in the guest.
+_ACPI_FILES = {"acpi.map": "etc/acpi.map", "acpid.conf": "etc/acpid.conf", "power-button": "etc/acpi/power-button"}
 
 
 def _run(args, cwd=None):
@@ -160,7 +166,7 @@ def ensure_image(layout):
             _run(["dpkg-deb", "-x", str(deb), str(work / "root")])
         extracted = work / "root"
         rootfs = work / "rootfs"
-        for sub in ("bin", "proc", "sys", "dev", "tmp"):
+        for sub in ("bin", "proc", "sys", "dev", "tmp", "etc/acpi"):
             (rootfs / sub).mkdir(parents=True)
         busybox = extracted / "bin" / "busybox"
         shutil.copy2(busybox, rootfs / "bin" / "busybox")
@@ -176,6 +182,9 @@ def ensure_image(layout):
               "-o", str(rootfs / "bin" / "loadd"), str(GUEST_SOURCES / "loadd.c")])
         shutil.copy2(GUEST_SOURCES / "init", rootfs / "init")
         (rootfs / "init").chmod(0o755)
+        for source, target in _ACPI_FILES.items():
+            shutil.copy2(GUEST_SOURCES / source, rootfs / target)
+        (rootfs / _ACPI_FILES["power-button"]).chmod(0o755)
         files = subprocess.run(["find", "."], cwd=rootfs, capture_output=True, check=True).stdout
         archive = subprocess.run([str(busybox), "cpio", "-o", "-H", "newc"], cwd=rootfs, input=files,
                                  capture_output=True, check=True).stdout

@@ -60,7 +60,14 @@ def shut_down(conn, domain, timeout, force):
         raise PowerError("guest %s is %s and cannot react to an ACPI shutdown; set force: true to power it off"
                          % (name, state))
     with conn.operation("power off guest %s" % name):
-        domain.destroy()
+        try:
+            domain.destroy()
+        except libvirt.libvirtError:
+            # A guest that powered itself off a moment ago stays 'stopping' while QEMU exits,
+            # and libvirt refuses to destroy it ("domain is not running"): it did shut down.
+            if domain.isActive():
+                raise
+            return "shut down guest %s (ACPI) in %.1f s" % (name, time.monotonic() - started)
     return "powered off guest %s (forced) after %.1f s" % (name, time.monotonic() - started)
 
 
