@@ -142,7 +142,15 @@ import os
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.utils.unsafe_proxy import wrap_var
+try:
+    # ansible-core 2.19 and later never template inventory strings unless a plugin marks
+    # them trusted, and would print wrapped ones as {"__ansible_unsafe": ...}
+    from ansible.template import trust_as_template  # noqa: F401  pylint: disable=unused-import
+except ImportError:
+    from ansible.utils.unsafe_proxy import wrap_var as untrusted
+else:
+    def untrusted(value):
+        return value
 
 try:
     from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fleet
@@ -318,10 +326,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_child(self.inventory.add_group(group), host_name)
         for key in GUEST_VARS:
             if key in guest:
-                self.inventory.set_variable(host_name, prefix + key, wrap_var(guest[key]))
+                self.inventory.set_variable(host_name, prefix + key, untrusted(guest[key]))
         address = next((nic.get("address") for nic in guest.get("interfaces") or [] if nic.get("address")), None)
         if address:
-            self.inventory.set_variable(host_name, "ansible_host", wrap_var(address))
+            self.inventory.set_variable(host_name, "ansible_host", untrusted(address))
         self._construct(host_name, strict)
 
     def _construct(self, host_name, strict):
