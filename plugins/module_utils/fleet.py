@@ -167,4 +167,3 @@ def gather_fleet(hypervisors, connection_options=None, max_workers=16, want_defi
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda hypervisor: _gather_one(hypervisor, options, want_definitions, want_addresses),
                              hypervisors))
-

@@ -51,6 +51,7 @@ def removable_volumes(conn, domain):
         mine.append(volume)
     return mine, skipped
 
+
 def _other_users(conn, name, path):
     """Other guests whose disks are ``path``, and volumes backed by it."""
     users = []
@@ -66,6 +67,7 @@ def _other_users(conn, name, path):
                 if storage.volume_facts(volume)["backing"] == path:
                     users.append("volume %s (backing image)" % volume.name())
     return users
+
 
 def remove_guest(conn, domain, remove_storage):
     """Power off and undefine a guest (with its storage when asked); (actions, warnings)."""
