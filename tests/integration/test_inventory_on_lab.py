@@ -1,0 +1,139 @@
+"""The kvmops.virt.libvirt inventory on the real lab: real guests, a live migration between two
+inventory runs, a hypervisor that is down and one that hangs, and a playbook on its groups."""
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import libvirt
+import pytest
+import yaml
+
+from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
+
+LIVE_P2P = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+            | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+
+
+def plain(value):
+    """ansible-inventory (2.19+) prints strings that must not be templated as {"__ansible_unsafe": s}."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def write_config(directory, lab, extra_hypervisors=(), **options):
+    config = dict(plugin="kvmops.virt.libvirt", hypervisors_from=dict(inventory=str(lab.layout.inventory_path)),
+                  hypervisors=[dict(name=name, uri=uri) for name, uri in extra_hypervisors], **options)
+    path = Path(directory) / "lab.kvmops.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def inventory_list(ansible_env, config):
+    started = time.monotonic()
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(config), "--list"],
+                          env=ansible_env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return plain(json.loads(done.stdout)), done.stderr, time.monotonic() - started
+
+
+def hosts_of(data, group):
+    return sorted(data.get(group, {}).get("hosts", []))
+
+
+@pytest.fixture
+def running_guest(lab, guest_name):
+    lab.create_guest(guest_name, "kvm2", load=5)
+    return guest_name
+
+
+def test_the_lab_and_a_migration_between_two_runs(lab, ansible_env, tmp_path, running_guest, figures):
+    config = write_config(tmp_path, lab)
+    data, warnings, seconds = inventory_list(ansible_env, config)
+    figures("inventory of the lab (3 hypervisors), ansible-inventory --list", f"{seconds:.2f} s")
+    assert "unreachable" not in warnings
+    assert hosts_of(data, "kvm_hypervisors") == ["kvm1", "kvm2", "kvm3"]
+    assert running_guest in hosts_of(data, "kvm_on_kvm2")
+    assert running_guest in hosts_of(data, "kvm_state_running")
+    guest = data["_meta"]["hostvars"][running_guest]
+    assert guest["kvm_hypervisor"] == "kvm2" and guest["kvm_vcpus"] == 1
+    assert guest["kvm_memory"] == 256 * 1024 * 1024
+    kvm2 = data["_meta"]["hostvars"]["kvm2"]
+    assert kvm2["kvm_reachable"] is True and kvm2["kvm_host_uuid"] == lab.host("kvm2").spec.host_uuid
+    assert kvm2["kvm_guests_running"] >= 1 and kvm2["kvm_uri"] == lab.host("kvm2").spec.uri
+
+    with LibvirtConnection(lab.host("kvm2").spec.uri) as conn:
+        conn.handle.lookupByName(running_guest).migrateToURI3(lab.host("kvm3").spec.uri, {}, LIVE_P2P)
+    moved, _warnings, _seconds = inventory_list(ansible_env, config)
+    assert running_guest in hosts_of(moved, "kvm_on_kvm3")
+    assert running_guest not in hosts_of(moved, "kvm_on_kvm2")
+    assert moved["_meta"]["hostvars"][running_guest]["kvm_hypervisor"] == "kvm3"
+    assert moved["_meta"]["hostvars"][running_guest]["kvm_uuid"] == guest["kvm_uuid"]
+
+
+@pytest.fixture
+def hung_listener():
+    """A loopback TCP port that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except socket.timeout:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def test_a_hypervisor_that_is_down_or_hangs_costs_a_warning_and_its_timeout(
+        lab, ansible_env, tmp_path, closed_port, hung_listener, running_guest, figures):
+    config = write_config(tmp_path, lab, [("down", f"qemu+tcp://127.0.0.1:{closed_port}/system"),
+                                          ("hung", f"qemu+tcp://127.0.0.1:{hung_listener}/system")],
+                          connect_timeout=4)
+    data, warnings, seconds = inventory_list(ansible_env, config)
+    figures("inventory with one hypervisor down and one hung (timeout 4 s)", f"{seconds:.1f} s")
+    assert "hypervisor down is unreachable" in warnings and "hypervisor hung is unreachable" in warnings
+    assert data["_meta"]["hostvars"]["down"]["kvm_reachable"] is False
+    assert data["_meta"]["hostvars"]["hung"]["kvm_reachable"] is False
+    assert "no answer within 4 seconds" in data["_meta"]["hostvars"]["hung"]["kvm_error"]
+    assert running_guest in hosts_of(data, "kvm_guests")  # the rest of the fleet is listed
+    assert seconds < 4 + 6  # the hung one costs its timeout, not forever
+
+
+def test_a_playbook_runs_on_the_running_guests_group(lab, ansible_env, tmp_path, running_guest):
+    config = write_config(tmp_path, lab)
+    graph = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(config), "--graph",
+                            "kvm_state_running"], env=ansible_env, capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert graph.returncode == 0 and f"|--{running_guest}" in graph.stdout, graph.stdout + graph.stderr
+    playbook = tmp_path / "running.yml"
+    playbook.write_text("- hosts: kvm_state_running\n  gather_facts: false\n  connection: local\n  tasks:\n"
+                        "    - ansible.builtin.debug:\n"
+                        "        msg: '{{ inventory_hostname }} runs on {{ kvm_hypervisor }}'\n")
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(config), str(playbook),
+                           "-e", f"ansible_python_interpreter={sys.executable}"],
+                          env=ansible_env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{running_guest} runs on kvm2" in done.stdout
