@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,35 @@ def closed_port():
     port = probe.getsockname()[1]
     probe.close()
     return port
+
+
+@pytest.fixture
+def silent_listener():
+    """A TCP port on loopback that accepts connections and never says a word."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
 
 
 @pytest.fixture(scope="session")

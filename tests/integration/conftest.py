@@ -1,20 +1,12 @@
 """The real lab for integration tests: brought up once per run, torn down if we started it."""
 
 import fcntl
-import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from lab import Lab
-
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
-TEMPLATE = "lab-template"
-TEMPLATE_HOST = "kvm1"
-RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+from playbook_runner import TEMPLATE, TEMPLATE_HOST, run_playbook
 
 LAB_HOSTS = 3
 NETWORK_HOST = 1  # kvmnet1
@@ -72,21 +64,6 @@ def guest_name(lab, request):
     lab.remove_guest_if_defined(name)  # left over from an interrupted run
     yield name
     lab.remove_guest_if_defined(name)
-
-
-def run_playbook(ansible_env, lab, name, *extra_vars):
-    """Run one of the collection's playbooks on the lab; (recap per host, seconds)."""
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.layout.inventory_path),
-               str(PLAYBOOKS / name)]
-    for extra in extra_vars:
-        command += ["-e", extra]
-    started = time.monotonic()
-    done = subprocess.run(command, env=ansible_env, capture_output=True, text=True, timeout=900, check=False)
-    elapsed = time.monotonic() - started
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    recap = {host: dict(ok=int(ok), changed=int(changed), failed=int(failed))
-             for host, ok, changed, _unreachable, failed in RECAP.findall(done.stdout)}
-    return recap, elapsed
 
 
 @pytest.fixture(scope="session")

@@ -4,60 +4,16 @@ that roll back, and the fleet playbook (20 guests from one template) with its ti
 import hashlib
 import re
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import libvirt
-import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils.cloud_init import seed_texts
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
+from playbook_runner import TEMPLATE, run_playbook
 from serial_log import SerialLog
 
-REPO = Path(__file__).resolve().parents[2]
-PLAYBOOKS = REPO / "playbooks"
 HOST = "kvm1"
-TEMPLATE = "lab-template"
-RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def playbook(ansible_env, lab, name, *extra_vars):
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.layout.inventory_path),
-               str(PLAYBOOKS / name)]
-    for extra in extra_vars:
-        command += ["-e", extra]
-    started = time.monotonic()
-    done = subprocess.run(command, env=ansible_env, capture_output=True, text=True, timeout=900, check=False)
-    elapsed = time.monotonic() - started
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    recap = {host: dict(ok=int(ok), changed=int(changed), failed=int(failed))
-             for host, ok, changed, _unreachable, failed in RECAP.findall(done.stdout)}
-    return recap, elapsed
-
-
-@pytest.fixture(scope="module")
-def template(lab, ansible_env):
-    """The lab template guest on every lab host, made by the playbook the demo uses."""
-    recap, _elapsed = playbook(ansible_env, lab, "lab_template.yml")
-    assert all(host["failed"] == 0 for host in recap.values())
-    return TEMPLATE
-
-
-@pytest.fixture
-def uri(lab):
-    return lab.host(HOST).spec.uri
-
-
-@pytest.fixture
-def clone(lab, run_module, uri, template, guest_name):
-    """A linked clone of the template on kvm1, logging its console; removed with its disk."""
-    args = dict(uri=uri, name=guest_name, clone_from=template, clone_mode="linked",
-                serial_log=str(lab.layout.serial_log(guest_name)))
-    lab.layout.serial_log(guest_name).unlink(missing_ok=True)
-    yield args
-    result = run_module("guest", dict(uri=uri, name=guest_name, state="absent", remove_storage=True))
-    assert not result.get("failed"), result
 
 
 def wait_for_console(lab, name, pattern, timeout=120, after=0):
@@ -256,10 +212,10 @@ def test_a_definition_that_does_not_start_is_rolled_back(lab, run_module, clone)
 def test_fleet_of_20_from_the_template_playbook(lab, ansible_env, figures, template):
     hosts = [host.spec.name for host in lab.running_hosts()]
     try:
-        created, create_seconds = playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
+        created, create_seconds = run_playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
                                            "fleet_prefix=fleet")
         assert sum(host["changed"] for host in created.values()) == len(hosts)
-        again, again_seconds = playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
+        again, again_seconds = run_playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
                                         "fleet_prefix=fleet")
         assert all(host["changed"] == 0 for host in again.values()), again
         figures("fleet playbook: 20 linked clones, running", f"{create_seconds:.1f} s (3 hosts)")
@@ -277,7 +233,7 @@ def test_fleet_of_20_from_the_template_playbook(lab, ansible_env, figures, templ
         for name in placement:
             wait_for_console(lab, name, r"kvmops-lab: booted", timeout=max(1, booted_by - time.monotonic()))
     finally:
-        removed, remove_seconds = playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
+        removed, remove_seconds = run_playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
                                            "fleet_prefix=fleet", "fleet_state=absent")
         figures("fleet playbook: remove the 20 with their disks", f"{remove_seconds:.1f} s")
     for host in hosts:

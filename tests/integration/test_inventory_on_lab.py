@@ -2,10 +2,8 @@
 inventory runs, a hypervisor that is down and one that hangs, and a playbook on its groups."""
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -80,37 +78,10 @@ def test_the_lab_and_a_migration_between_two_runs(lab, ansible_env, tmp_path, ru
     assert moved["_meta"]["hostvars"][running_guest]["kvm_uuid"] == guest["kvm_uuid"]
 
 
-@pytest.fixture
-def hung_listener():
-    """A loopback TCP port that accepts connections and never says a word."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except socket.timeout:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    server.close()
-
-
 def test_a_hypervisor_that_is_down_or_hangs_costs_a_warning_and_its_timeout(
-        lab, ansible_env, tmp_path, closed_port, hung_listener, running_guest, figures):
+        lab, ansible_env, tmp_path, closed_port, silent_listener, running_guest, figures):
     config = write_config(tmp_path, lab, [("down", f"qemu+tcp://127.0.0.1:{closed_port}/system"),
-                                          ("hung", f"qemu+tcp://127.0.0.1:{hung_listener}/system")],
+                                          ("hung", f"qemu+tcp://127.0.0.1:{silent_listener}/system")],
                           connect_timeout=4)
     data, warnings, seconds = inventory_list(ansible_env, config)
     figures("inventory with one hypervisor down and one hung (timeout 4 s)", f"{seconds:.1f} s")

@@ -1,7 +1,5 @@
 """The connection layer against libvirt's test driver and real sockets on loopback."""
 
-import socket
-import threading
 import time
 
 import libvirt
@@ -31,35 +29,6 @@ def node_uri(tmp_path):
     node = tmp_path / "node.xml"
     node.write_text(NODE_XML)
     return f"test://{node}"
-
-
-@pytest.fixture
-def silent_listener():
-    """A TCP port on loopback that accepts connections and never says a word."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    accepted = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
 
 
 def test_opens_and_closes_on_exit(node_uri):
