@@ -138,6 +138,7 @@ cache_timeout: 3600
 #   guests without an IP address yet: "[?!(interfaces[?address])]"
 """
 
+import collections
 import os
 
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -310,7 +311,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                      for guest in guests]
         except (KeyError, IndexError, ValueError) as error:
             raise AnsibleParserError("kvmops.virt.libvirt: guest_name_format %r: %s" % (name_format, error)) from None
-        clashes = sorted({name for name in names if names.count(name) > 1})
+        clashes = sorted(name for name, count in collections.Counter(names).items() if count > 1)
         if clashes:
             self.display.warning("kvmops.virt.libvirt: different guests share the host name(s) %s; they are listed "
                                  "as <name>@<hypervisor>" % ", ".join(clashes))
