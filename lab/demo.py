@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import Lab
-
-REPO = Path(__file__).resolve().parent.parent
+from .collection import collections_path
 
 # name, host, role, load (% of its one vCPU): about one core in all, the machine has two
 DEMO_FLEET = (
@@ -30,25 +29,13 @@ DEMO_FLEET = (
 )
 
 
-def _collections_path():
-    """The installed collection (make install), else the source tree through a symlink."""
-    installed = os.environ.get("KVMOPS_COLLECTIONS_PATH")
-    if installed and Path(installed).is_dir():
-        return installed
-    link = REPO / ".build" / "src" / "ansible_collections" / "kvmops" / "virt"
-    if not link.is_symlink():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(REPO)
-    return str(REPO / ".build" / "src")
-
-
 def run_playbook(lab, name, extra_vars=None):
     """Run one of the collection's playbooks against the lab; returns seconds taken."""
     command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.layout.inventory_path),
                f"kvmops.virt.{name}"]
     if extra_vars:
         command += ["-e", json.dumps(extra_vars)]
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=_collections_path(), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections_path()), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
                ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal", ANSIBLE_NOCOLOR="1")
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

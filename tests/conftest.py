@@ -18,23 +18,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _collections_path():
-    configured = os.environ.get("KVMOPS_COLLECTIONS_PATH")
-    if configured:
-        return Path(configured).resolve()
-    root = REPO / ".build" / "src"
-    link = root / "ansible_collections" / "kvmops" / "virt"
-    if not link.is_symlink():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(REPO)
-    return root
-
-
-COLLECTIONS_PATH = _collections_path()
-sys.path.insert(0, str(COLLECTIONS_PATH))
 sys.path.insert(0, str(REPO))  # the lab package
+
+from lab.collection import collections_path  # noqa: E402  (needs sys.path above)
+
+COLLECTIONS_PATH = collections_path()
+sys.path.insert(0, str(COLLECTIONS_PATH))
 
 from ansible.module_utils.common import warnings as ansible_warnings  # noqa: E402  (needs sys.path above)
 from ansible.module_utils.testing import patch_module_args  # noqa: E402

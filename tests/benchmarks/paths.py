@@ -7,7 +7,6 @@ through the symlink ``.build/src/ansible_collections/kvmops/virt``.
 """
 
 import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -15,22 +14,14 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH_ROOT = REPO / ".build" / "bench"
 
 
-def _collections_path():
-    configured = os.environ.get("KVMOPS_COLLECTIONS_PATH")
-    if configured:
-        return Path(configured).resolve()
-    root = REPO / ".build" / "src"
-    link = root / "ansible_collections" / "kvmops" / "virt"
-    if not link.is_symlink():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(REPO)
-    return root
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
+from lab.collection import collections_path  # noqa: E402  (needs sys.path above)
 
-COLLECTIONS_PATH = _collections_path()
-for _entry in (str(COLLECTIONS_PATH), str(REPO)):
-    if _entry not in sys.path:
-        sys.path.insert(0, _entry)
+COLLECTIONS_PATH = collections_path()
+if str(COLLECTIONS_PATH) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_PATH))
 
 
 def collection_file(relative):

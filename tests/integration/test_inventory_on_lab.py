@@ -12,20 +12,10 @@ import pytest
 import yaml
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
+from inventory_output import plain
 
 LIVE_P2P = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
-
-
-def plain(value):
-    """ansible-inventory (2.19+) prints strings that must not be templated as {"__ansible_unsafe": s}."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def write_config(directory, lab, extra_hypervisors=(), **options):

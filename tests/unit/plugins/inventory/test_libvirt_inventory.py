@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ansible_collections.kvmops.virt.plugins.module_utils.metadata import GuestMetadata
+from inventory_output import plain
 
 RUNNING, PAUSED, STOPPED = 1, 3, 5
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
@@ -74,17 +75,6 @@ def inventory(ansible_env, config, *args):
     command = [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(config), *(args or ["--list"])]
     done = subprocess.run(command, env=ansible_env, capture_output=True, text=True, timeout=120, check=False)
     return done
-
-
-def plain(value):
-    """ansible-inventory (2.19+) prints strings that must not be templated as {"__ansible_unsafe": s}."""
-    if isinstance(value, dict):
-        if set(value) == {"__ansible_unsafe"}:
-            return value["__ansible_unsafe"]
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def listed(ansible_env, config):
