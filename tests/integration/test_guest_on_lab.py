@@ -209,14 +209,15 @@ def test_a_definition_that_does_not_start_is_rolled_back(lab, run_module, clone)
         assert conn.handle.lookupByName(clone["name"]).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
 
 
+FLEET = ("fleet_from_template.yml", "fleet_size=20", "fleet_prefix=fleet")
+
+
 def test_fleet_of_20_from_the_template_playbook(lab, ansible_env, figures, template):
     hosts = [host.spec.name for host in lab.running_hosts()]
     try:
-        created, create_seconds = run_playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
-                                           "fleet_prefix=fleet")
+        created, create_seconds = run_playbook(ansible_env, lab, *FLEET)
         assert sum(host["changed"] for host in created.values()) == len(hosts)
-        again, again_seconds = run_playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
-                                        "fleet_prefix=fleet")
+        again, again_seconds = run_playbook(ansible_env, lab, *FLEET)
         assert all(host["changed"] == 0 for host in again.values()), again
         figures("fleet playbook: 20 linked clones, running", f"{create_seconds:.1f} s (3 hosts)")
         figures("fleet playbook: second run, no change", f"{again_seconds:.1f} s")
@@ -233,8 +234,7 @@ def test_fleet_of_20_from_the_template_playbook(lab, ansible_env, figures, templ
         for name in placement:
             wait_for_console(lab, name, r"kvmops-lab: booted", timeout=max(1, booted_by - time.monotonic()))
     finally:
-        removed, remove_seconds = run_playbook(ansible_env, lab, "fleet_from_template.yml", "fleet_size=20",
-                                           "fleet_prefix=fleet", "fleet_state=absent")
+        removed, remove_seconds = run_playbook(ansible_env, lab, *FLEET, "fleet_state=absent")
         figures("fleet playbook: remove the 20 with their disks", f"{remove_seconds:.1f} s")
     for host in hosts:
         with LibvirtConnection(lab.host(host).spec.uri) as conn:
