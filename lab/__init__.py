@@ -75,6 +75,8 @@ class Lab:
             _start(LabHost(HostSpec(index), self.layout), log)
         for index in range(1, network_hosts + 1):
             _start(self.network_host(index), log)
+        # the inventory tells playbooks to log guest consoles there: QEMU creates files, not directories
+        self.layout.guests_dir.mkdir(parents=True, exist_ok=True)
         self.write_inventory()
         log(f"inventory: {self.layout.inventory_path}")
 

@@ -31,6 +31,9 @@ def test_inventory_file_describes_the_running_hypervisors(lab):
     assert sorted(hosts) == sorted(host.spec.name for host in lab.running_hosts())
     for name, variables in hosts.items():
         assert variables["libvirt_uri"] == lab.host(name).spec.uri
+    # playbooks log guest consoles into this directory; QEMU does not create it
+    group_vars = inventory["all"]["children"]["kvm_hypervisors"]["vars"]
+    assert Path(group_vars["kvm_lab_guest_logs"]).is_dir()
 
 
 def test_every_host_is_a_separate_hypervisor(lab):
