@@ -48,14 +48,20 @@ def _bulk_stats(conn, domains):
     return {domain.UUIDString(): stats for domain, stats in records}
 
 
+def cpu_usage(stats_before, stats_after, seconds, vcpus):
+    """``cpu_cores`` (cores busy on average) and ``cpu_percent`` (of the guest's vCPUs) over a
+    window of ``seconds`` between two samples; both None without a window or samples."""
+    before, after = stats_before.get("cpu.time"), stats_after.get("cpu.time")
+    if not seconds or before is None or after is None:
+        return dict(cpu_cores=None, cpu_percent=None)
+    cores = max(after - before, 0) / (seconds * 1e9)
+    return dict(cpu_cores=round(cores, 3), cpu_percent=round(100.0 * cores / max(vcpus or 1, 1), 1))
+
+
 def usage(stats_before, stats_after, seconds, vcpus):
     """Live usage of one guest from two samples: CPU (None without a window) and memory."""
-    result = dict(cpu_cores=None, cpu_percent=None, memory_actual=None, memory_used=None, memory_rss=None)
-    before, after = stats_before.get("cpu.time"), stats_after.get("cpu.time")
-    if seconds and before is not None and after is not None:
-        cores = max(after - before, 0) / (seconds * 1e9)
-        result["cpu_cores"] = round(cores, 3)
-        result["cpu_percent"] = round(100.0 * cores / max(vcpus or 1, 1), 1)
+    result = cpu_usage(stats_before, stats_after, seconds, vcpus)
+    result.update(memory_actual=None, memory_used=None, memory_rss=None)
     actual = stats_after.get("balloon.current")
     if actual is not None:
         result["memory_actual"] = actual * KIB

@@ -133,6 +133,21 @@ def read_view(root, catalog=None):
     )
 
 
+def read_inventory_view(root):
+    """The part of read_view the fleet snapshot keeps (same keys and values), read in about
+    half the time: it runs for every guest of every hypervisor."""
+    os_type = root.find("os/type")
+    devices = root.find("devices")
+    return dict(
+        virt_type=root.get("type"),
+        arch=os_type.get("arch") if os_type is not None else None,
+        machine=os_type.get("machine") if os_type is not None else None,
+        disks=[read_disk(disk) for disk in devices.iterfind("disk")] if devices is not None else [],
+        interfaces=[read_interface(nic) for nic in devices.iterfind("interface")] if devices is not None else [],
+        tags=GuestMetadata.from_domain(root).tags,
+    )
+
+
 def memory_bytes(root):
     """(current, maximum) memory of a domain XML tree in bytes."""
     maximum = libvirt_size_bytes(root.find("memory"))

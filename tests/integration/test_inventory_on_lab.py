@@ -1,5 +1,6 @@
 """The kvmops.virt.libvirt inventory on the real lab: real guests, a live migration between two
-inventory runs, a hypervisor that is down and one that hangs, and a playbook on its groups."""
+inventory runs, a hypervisor that is down and one that hangs, a playbook on its groups, a
+maintenance mark, and CPU use sampled from a loaded guest."""
 
 import json
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
+from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import clear_mark, write_mark
 from inventory_output import plain
 
 LIVE_P2P = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
@@ -98,3 +100,45 @@ def test_a_playbook_runs_on_the_running_guests_group(lab, ansible_env, tmp_path,
                           env=ansible_env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{running_guest} runs on kvm2" in done.stdout
+
+
+@pytest.fixture
+def maintenance_on_kvm3(lab):
+    with LibvirtConnection(lab.host("kvm3").spec.uri) as conn:
+        mark = write_mark(conn.handle, reason="firmware update", by="test_inventory_on_lab")
+    yield mark
+    with LibvirtConnection(lab.host("kvm3").spec.uri) as conn:
+        clear_mark(conn.handle)
+
+
+def test_a_hypervisor_in_maintenance_is_marked_and_grouped(lab, ansible_env, tmp_path, maintenance_on_kvm3):
+    config = write_config(tmp_path, lab)
+    data, _warnings, _seconds = inventory_list(ansible_env, config)
+    assert hosts_of(data, "kvm_maintenance") == ["kvm3"]
+    kvm3 = data["_meta"]["hostvars"]["kvm3"]
+    assert kvm3["kvm_maintenance"] is True
+    assert kvm3["kvm_maintenance_mark"] == maintenance_on_kvm3  # since, reason, by; read over read-only
+    assert data["_meta"]["hostvars"]["kvm1"]["kvm_maintenance"] is False
+
+    with LibvirtConnection(lab.host("kvm3").spec.uri) as conn:
+        assert clear_mark(conn.handle) is True
+    cleared, _warnings, _seconds = inventory_list(ansible_env, config)
+    assert hosts_of(cleared, "kvm_maintenance") == []
+    assert cleared["_meta"]["hostvars"]["kvm3"]["kvm_maintenance_mark"] is None
+
+
+def test_cpu_use_is_sampled_and_guests_without_an_agent_cost_no_warning(lab, ansible_env, tmp_path, guest_name,
+                                                                         figures):
+    lab.create_guest(guest_name, "kvm1", load=60)
+    time.sleep(3)  # the guest boots and its load settles
+    config = write_config(tmp_path, lab, sample_seconds=2, want_agent_info=True)
+    data, warnings, seconds = inventory_list(ansible_env, config)
+    figures("inventory of the lab with sample_seconds=2 and want_agent_info", f"{seconds:.2f} s")
+    guest = data["_meta"]["hostvars"][guest_name]
+    assert 35 <= guest["kvm_cpu_percent"] <= 90, guest  # loadd keeps one vCPU about 60 % busy
+    assert guest["kvm_cpu_cores"] == pytest.approx(guest["kvm_cpu_percent"] / 100, abs=0.01)
+    assert guest["kvm_cpu_time"] > 0
+    assert "kvm_agent" not in guest and guest["kvm_interfaces"] == []  # the lab guest has no agent, no NIC
+    # nothing else on stderr (the lab's templates share a name on every host: that warning is due)
+    assert [line for line in warnings.splitlines() if line.strip() and "share the host name" not in line] == []
+    assert seconds < 2 + 8  # sampling runs on all hypervisors at once

@@ -110,6 +110,32 @@ def test_guests_and_hypervisors_with_groups_and_vars(ansible_env, fleet):
     assert hv2["kvm_vcpus_allocated"] == 9  # batch-1 (8) and moving (1); dup is stopped
 
 
+LEAN_GUEST_VARS = {"kvm_name", "kvm_uuid", "kvm_state", "kvm_vcpus", "kvm_memory", "kvm_hypervisor", "kvm_uri",
+                   "kvm_tags", "kvm_disks", "kvm_interfaces"}
+DETAIL_GUEST_VARS = {"kvm_max_vcpus", "kvm_max_memory", "kvm_virt_type", "kvm_arch", "kvm_machine"}
+
+
+def test_guests_get_few_variables_unless_details_are_wanted(ansible_env, fleet):
+    directory, hypervisors = fleet
+    data, _warnings = listed(ansible_env, write_config(directory, hypervisors))
+    web = data["_meta"]["hostvars"]["web-1"]
+    assert set(web) == LEAN_GUEST_VARS  # the test driver has no CPU time, no DHCP leases
+    assert web["kvm_uri"] == hypervisors["hv1"]
+    assert web["kvm_disks"] == [{"target": "vda", "path": "/images/web-1.qcow2"}]
+    assert web["kvm_interfaces"] == [{"mac": "52:54:00:00:00:01", "source": "default", "address": None}]
+    hv1 = data["_meta"]["hostvars"]["hv1"]
+    assert hv1["kvm_maintenance"] is False and hv1["kvm_maintenance_mark"] is None  # no secrets in the test driver
+    assert group(data, "kvm_maintenance") == []
+
+    detailed, _warnings = listed(ansible_env, write_config(directory, hypervisors, want_details=True))
+    web = detailed["_meta"]["hostvars"]["web-1"]
+    assert set(web) == LEAN_GUEST_VARS | DETAIL_GUEST_VARS
+    assert web["kvm_max_vcpus"] == 2 and web["kvm_virt_type"] == "test"
+    assert web["kvm_disks"] == [{"target": "vda", "path": "/images/web-1.qcow2", "device": "disk", "bus": "virtio",
+                                 "format": None, "readonly": False}]
+    assert web["kvm_interfaces"][0]["type"] == "network"
+
+
 def test_guest_strings_are_never_templated(ansible_env, fleet, tmp_path):
     directory, hypervisors = fleet
     config = write_config(directory, hypervisors)
@@ -141,6 +167,7 @@ def test_unreachable_hypervisor_is_a_warning_and_strict_makes_it_an_error(ansibl
     ("[?hypervisor=='hv2']", ["batch-1", "dup", "moving"]),  # one dup left: no clash
     ("[?vcpus >= `4`]", ["batch-1", "db-1"]),
     ("[?tags.migratable == `false`]", ["db-1"]),
+    ("[?virt_type == 'test' && max_vcpus == `8`]", ["batch-1"]),  # details are always there for queries
 ])
 def test_query_selects_the_guests(ansible_env, fleet, query, expected):
     directory, hypervisors = fleet
