@@ -21,7 +21,7 @@ SANITY_TREE := $(BUILD)/sanity/ansible_collections/kvmops/virt
 BIN := $(VENV)/bin
 LAB := $(BIN)/python -m lab
 
-.PHONY: help deps venv build install sanity unit integration test demo \
+.PHONY: help deps venv build install sanity unit integration test demo bench-inventory \
         lab-up lab-down lab-status clean
 
 help:
@@ -31,6 +31,7 @@ help:
 	@echo "make lab-status  hosts, guests and their CPU use"
 	@echo "make lab-down    stop everything the lab started"
 	@echo "make build       build the collection tarball into .build/"
+	@echo "make bench-inventory  the inventory benchmark (~40 min; BENCH_ARGS=--help for options)"
 	@echo "make clean       lab down, remove .lab/ .build/ .venv/"
 
 # --- dependencies -----------------------------------------------------------------------
@@ -104,6 +105,10 @@ lab-status: venv
 
 demo: install lab-up
 	$(BIN)/python -m lab.demo
+
+# --- benchmarks (not part of make test: they need a quiet machine and take long) -------------
+bench-inventory: install
+	$(BIN)/python tests/benchmarks/inventory_benchmark.py --markdown $(BUILD)/bench/inventory-benchmark.md $(BENCH_ARGS)
 
 clean:
 	-[ -x $(BIN)/python ] && $(LAB) down

@@ -239,8 +239,10 @@ CONFIG_SUFFIXES = (".kvmops.yml", ".kvmops.yaml", ".libvirt.yml", ".libvirt.yaml
 GUEST_VARS = ("name", "uuid", "state", "vcpus", "memory", "hypervisor")
 GUEST_MEASURED_VARS = ("cpu_time", "cpu_cores", "cpu_percent", "agent")
 GUEST_DETAIL_VARS = ("max_vcpus", "max_memory", "virt_type", "arch", "machine")
-DISK_KEYS, DISK_DETAIL_KEYS = ("target", "path"), ("device", "bus", "format", "readonly")
-NIC_KEYS, NIC_DETAIL_KEYS = ("mac", "source", "address"), ("type", "model")
+DISK_KEYS = ("target", "path")
+DISK_DETAIL_KEYS = ("device", "bus", "format", "readonly")
+NIC_KEYS = ("mac", "source", "address")
+NIC_DETAIL_KEYS = ("type", "model")
 HOST_VARS = ("hostname", "host_uuid", "driver", "arch", "logical_cpus", "memory_total", "memory_free",
              "guests_defined", "guests_running", "vcpus_allocated", "memory_allocated")
 _STATE_PREFERENCE = {"running": 0, "paused": 1, "stopping": 2}

@@ -12,7 +12,6 @@
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from paths import COLLECTIONS_PATH, collection_file
+from paths import COLLECTIONS_PATH
 
 ANSIBLE_PACKAGE = "ansible==12.3.0"
 ANSIBLE_WHEEL = "ansible-12.3.0-py3-none-any.whl"
@@ -47,10 +46,6 @@ CONTENDER_KEYS = tuple(contender.key for contender in CONTENDERS)
 
 def contender(key):
     return next(item for item in CONTENDERS if item.key == key)
-
-
-def kvmops_plugin_present():
-    return collection_file("plugins/inventory/libvirt.py").is_file()
 
 
 def ensure_community_libvirt(bench_root, log=print):
@@ -162,6 +157,12 @@ def static_from_export(listing):
         if group.get("children"):
             entry["children"] = {child: None for child in group["children"]}
         groups[name] = entry
+    # a group without hosts or children (kvm_maintenance when no host is in maintenance)
+    # has no entry of its own in the listing, only its name among its parent's children
+    for group in listing.values():
+        for child in group.get("children", []) if isinstance(group, dict) else []:
+            if child not in ("ungrouped",):
+                groups.setdefault(child, {})
     everything = {"hosts": hosts}
     if listing.get("all", {}).get("vars"):
         everything["vars"] = dict(listing["all"]["vars"])
@@ -194,48 +195,3 @@ def listing_digest(listing):
                          if name != "_meta" else group)
                   for name, group in listing.items()}
     return hashlib.sha256(json.dumps(normalized, sort_keys=True).encode()).hexdigest()
-
-
-def synthetic_static(fleet_listing, prefix="kvm_"):
-    """A static inventory shaped like kvmops.virt.libvirt's, for when the plugin is missing.
-
-    fleet_listing: [(hypervisor name, uri, node getInfo() tuple, [(GuestSpec, domain XML)])].
-    Guest variables come from the collection's own reading of each definition (read_view),
-    so their shapes match the plugin's; the hypervisor variables are the plugin's names.
-    """
-    from paths import import_collection_module  # pylint: disable=import-outside-toplevel
-    guest_xml = import_collection_module("plugins.module_utils.guest_xml")
-    safe_xml = import_collection_module("plugins.module_utils.safe_xml")
-    hosts, groups = {}, {"kvm_hypervisors": {"hosts": {}}, "kvm_guests": {"hosts": {}}}
-
-    def join(group, host):
-        groups.setdefault(group, {"hosts": {}})["hosts"][host] = None
-
-    for name, uri, node_info, guests in fleet_listing:
-        running = [guest for guest, _xml in guests if guest.state in ("running", "paused")]
-        hosts[name] = {prefix + "uri": uri, prefix + "reachable": True, prefix + "hostname": platform.node(),
-                       prefix + "host_uuid": None, prefix + "driver": "TEST",
-                       prefix + "arch": node_info[0], prefix + "logical_cpus": node_info[2],
-                       prefix + "memory_total": node_info[1] * 1024 * 1024, prefix + "memory_free": None,
-                       prefix + "guests_defined": len(guests), prefix + "guests_running": len(running),
-                       prefix + "vcpus_allocated": sum(guest.vcpus for guest in running),
-                       prefix + "memory_allocated": sum(guest.memory_mib for guest in running) * 1024 * 1024}
-        join("kvm_hypervisors", name)
-        for guest, xml in guests:
-            view = guest_xml.read_view(safe_xml.parse_xml(xml, guest.name))
-            for nic in view["interfaces"]:
-                nic["address"] = None  # the test driver has no DHCP leases
-            memory = guest.memory_mib * 1024 * 1024
-            hosts[guest.name] = {
-                prefix + "name": guest.name, prefix + "uuid": guest.uuid, prefix + "state": guest.state,
-                prefix + "vcpus": guest.vcpus, prefix + "max_vcpus": guest.vcpus, prefix + "memory": memory,
-                prefix + "max_memory": memory, prefix + "cpu_time": None, prefix + "virt_type": view["virt_type"],
-                prefix + "arch": view["arch"], prefix + "machine": view["machine"], prefix + "tags": view["tags"],
-                prefix + "disks": view["disks"], prefix + "interfaces": view["interfaces"],
-                prefix + "hypervisor": name}
-            join("kvm_guests", guest.name)
-            join("kvm_on_" + name, guest.name)
-            join("kvm_state_" + guest.state, guest.name)
-            for tag, value in sorted(guest.tags.items()):
-                join("kvm_tag_%s_%s" % (tag, value), guest.name)  # as the plugin names them
-    return {"all": {"hosts": hosts, "children": groups}}
