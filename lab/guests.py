@@ -53,14 +53,23 @@ def validate_name(name):
         raise LabError(f"guest name {name!r}: use letters, digits, '.', '_' or '-' (at most 63)")
 
 
-def guest_xml(name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0):
+# The QEMU guest agent's virtio-serial channel; libvirt picks the host side's socket path.
+_AGENT_CHANNEL = """
+    <channel type='unix'>
+      <source mode='bind'/>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>"""
+
+
+def guest_xml(name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0, agent=False):
     """Domain XML of a lab guest. TCG (type='qemu'): a Linux kernel hangs at early boot
-    under the nested KVM of the machines this lab is built for."""
+    under the nested KVM of the machines this lab is built for. With ``agent`` it has the
+    guest agent's channel, which the guest's agentd answers on (host name: the guest's name)."""
     validate_name(name)
     if not 0 <= load <= 100:
         raise LabError(f"load must be 0..100 %, got {load}")
     serial_log = layout.serial_log(name)
-    cmdline = f"console=ttyS0 panic=-1 quiet kvmops.load={load}"
+    cmdline = f"console=ttyS0 panic=-1 quiet kvmops.load={load}" + (f" kvmops.hostname={name}" if agent else "")
     return f"""<domain type='qemu'>
   <name>{escape(name)}</name>
   <memory unit='MiB'>{int(memory_mib)}</memory>
@@ -85,15 +94,16 @@ def guest_xml(name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0):
       <log file={quoteattr(str(serial_log))} append='on'/>
       <target port='0'/>
     </serial>
-    <console type='pty'><target type='serial' port='0'/></console>
+    <console type='pty'><target type='serial' port='0'/></console>{_AGENT_CHANNEL if agent else ""}
     <memballoon model='none'/>
   </devices>
 </domain>"""
 
 
-def create_guest(conn, name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0, ready_timeout=120):
+def create_guest(conn, name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0, ready_timeout=120,
+                 agent=False):
     """Define and start a lab guest; returns once loadd has confirmed its load on the console."""
-    xml = guest_xml(name, layout, vmlinuz, initrd, vcpus, memory_mib, load)
+    xml = guest_xml(name, layout, vmlinuz, initrd, vcpus, memory_mib, load, agent)
     layout.guests_dir.mkdir(parents=True, exist_ok=True)
     layout.serial_log(name).unlink(missing_ok=True)  # a new guest starts a new log
     dom = conn.defineXML(xml)

@@ -1,6 +1,7 @@
 """Build the lab guest: a Debian cloud kernel and a busybox initramfs running loadd.
 
-Only Debian packages are fetched (``apt-get download``); loadd is compiled here with gcc.
+Only Debian packages are fetched (``apt-get download``); loadd (the load generator) and
+agentd (a guest agent for guests defined with the agent's channel) are compiled here with gcc.
 The result is cached in the lab's image directory and rebuilt only when its inputs change.
 
 The initramfs carries the few kernel modules a guest needs to see the devices tests give
@@ -30,8 +31,9 @@ _BUSYBOX_APPLETS = ("sh", "mount", "umount", "mkdir", "cut", "cat", "echo", "mod
 # driver, so SATA disks and CD-ROMs stay invisible to the guest.
 # The ACPI power button (libvirt's shutdown) reaches busybox acpid as a key press: button
 # makes the button an input device, evdev gives input devices their /dev/input/event*.
-GUEST_DRIVERS = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_balloon", "sd_mod", "sr_mod", "isofs",
-                 "ata_piix", "button", "evdev")
+# virtio_console carries the guest agent's port (agentd) for guests defined with its channel.
+GUEST_DRIVERS = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_balloon", "virtio_console", "sd_mod", "sr_mod",
+                 "isofs", "ata_piix", "button", "evdev")
 # What acpid reads (lab/guest/acpi.map, acpid.conf) and runs (power-button), by path in the guest.
 _ACPI_FILES = {"acpi.map": "etc/acpi.map", "acpid.conf": "etc/acpid.conf", "power-button": "etc/acpi/power-button"}
 
@@ -178,8 +180,9 @@ def ensure_image(layout):
         version = kernels[0].name.removeprefix("vmlinuz-")
         modules_dir = Path("lib") / "modules" / version
         install_modules(extracted / modules_dir, rootfs / modules_dir)
-        _run(["gcc", "-O2", "-static", "-pthread", "-Wall", "-Wextra", "-Werror",
-              "-o", str(rootfs / "bin" / "loadd"), str(GUEST_SOURCES / "loadd.c")])
+        for program in ("loadd", "agentd"):
+            _run(["gcc", "-O2", "-static", "-pthread", "-Wall", "-Wextra", "-Werror",
+                  "-o", str(rootfs / "bin" / program), str(GUEST_SOURCES / f"{program}.c")])
         shutil.copy2(GUEST_SOURCES / "init", rootfs / "init")
         (rootfs / "init").chmod(0o755)
         for source, target in _ACPI_FILES.items():

@@ -127,10 +127,9 @@ def test_a_hypervisor_in_maintenance_is_marked_and_grouped(lab, ansible_env, tmp
     assert cleared["_meta"]["hostvars"]["kvm3"]["kvm_maintenance_mark"] is None
 
 
-def test_cpu_use_is_sampled_and_guests_without_an_agent_cost_no_warning(lab, ansible_env, tmp_path, guest_name,
-                                                                         figures):
-    lab.create_guest(guest_name, "kvm1", load=60)
-    time.sleep(3)  # the guest boots and its load settles
+def test_cpu_use_is_sampled_and_a_real_guest_agent_answers(lab, ansible_env, tmp_path, guest_name, figures):
+    lab.create_guest(guest_name, "kvm1", load=60, agent=True)
+    time.sleep(3)  # the load settles
     config = write_config(tmp_path, lab, sample_seconds=2, want_agent_info=True)
     data, warnings, seconds = inventory_list(ansible_env, config)
     figures("inventory of the lab with sample_seconds=2 and want_agent_info", f"{seconds:.2f} s")
@@ -138,7 +137,15 @@ def test_cpu_use_is_sampled_and_guests_without_an_agent_cost_no_warning(lab, ans
     assert 35 <= guest["kvm_cpu_percent"] <= 90, guest  # loadd keeps one vCPU about 60 % busy
     assert guest["kvm_cpu_cores"] == pytest.approx(guest["kvm_cpu_percent"] / 100, abs=0.01)
     assert guest["kvm_cpu_time"] > 0
-    assert "kvm_agent" not in guest and guest["kvm_interfaces"] == []  # the lab guest has no agent, no NIC
+    # the lab guest's agentd, through QEMU's virtio-serial channel and libvirt's agent client
+    agent = guest["kvm_agent"]
+    assert agent["hostname"] == guest_name and agent["os"]["id"] == "kvmops-lab"
+    assert agent["os"]["kernel"].endswith("-cloud-amd64")
+    loopback = next(nic for nic in agent["interfaces"] if nic["name"] == "lo")
+    assert loopback["mac"] == "00:00:00:00:00:00" and "127.0.0.1" in loopback["addresses"]
+    # every other lab guest has no agent (or is not running): asked nothing, no warning
+    others = [name for name in hosts_of(data, "kvm_guests") if name != guest_name]
+    assert others and not any("kvm_agent" in data["_meta"]["hostvars"][name] for name in others)
     # nothing else on stderr (the lab's templates share a name on every host: that warning is due)
     assert [line for line in warnings.splitlines() if line.strip() and "share the host name" not in line] == []
     assert seconds < 2 + 8  # sampling runs on all hypervisors at once
