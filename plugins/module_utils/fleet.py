@@ -264,7 +264,8 @@ def gather_fleet(hypervisors, connection_options=None, max_workers=16, want_defi
                 results[index] = _unreachable(hypervisors[index], "no complete answer within %g seconds (timeout); "
                                               "the hypervisor or its libvirtd hangs" % timeout)
 
-    workers = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(max_workers, len(hypervisors))))]
+    count = max(1, min(max_workers, len(hypervisors)))
+    workers = [threading.Thread(target=worker, daemon=True) for _worker in range(count)]
     for thread in workers:
         thread.start()
     for thread in workers:
