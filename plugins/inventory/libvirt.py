@@ -22,8 +22,9 @@ description:
     (bytes), C(kvm_hypervisor), C(kvm_uri) (the hypervisor's libvirt URI, for the modules'
     O(ignore:uri) option), C(kvm_tags), C(kvm_disks) (C(target), C(path)), C(kvm_interfaces)
     (C(mac), C(source) network or bridge, C(address) IPv4), C(kvm_cpu_time) (ns, running
-    guests), C(kvm_cpu_cores) and C(kvm_cpu_percent) (with O(sample_seconds)), C(kvm_agent)
-    (with O(want_agent_info)), and C(ansible_host) when an address is known."
+    guests), C(kvm_cpu_cores) and C(kvm_cpu_percent) (with O(sample_seconds)),
+    C(kvm_last_migrated) (epoch seconds, for guests moved by P(kvmops.virt.migrate#module)),
+    C(kvm_agent) (with O(want_agent_info)), and C(ansible_host) when an address is known."
   - "Hypervisor variables: C(kvm_uri), C(kvm_reachable) (and C(kvm_error)), C(kvm_hostname),
     C(kvm_host_uuid), C(kvm_driver), C(kvm_arch), C(kvm_logical_cpus), C(kvm_memory_total),
     C(kvm_memory_free), C(kvm_guests_defined), C(kvm_guests_running), C(kvm_vcpus_allocated),
@@ -237,7 +238,7 @@ except ImportError:
 CONFIG_SUFFIXES = (".kvmops.yml", ".kvmops.yaml", ".libvirt.yml", ".libvirt.yaml")
 # Guest record keys that become variables: always, only when sampled/asked, with want_details.
 GUEST_VARS = ("name", "uuid", "state", "vcpus", "memory", "hypervisor")
-GUEST_MEASURED_VARS = ("cpu_time", "cpu_cores", "cpu_percent", "agent")
+GUEST_MEASURED_VARS = ("cpu_time", "cpu_cores", "cpu_percent", "last_migrated", "agent")
 GUEST_DETAIL_VARS = ("max_vcpus", "max_memory", "virt_type", "arch", "machine")
 DISK_KEYS = ("target", "path")
 DISK_DETAIL_KEYS = ("device", "bus", "format", "readonly")

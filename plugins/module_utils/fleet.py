@@ -15,7 +15,7 @@ made of plain JSON-able dicts, so it can be cached and compared:
      "host": {hostname, host_uuid, logical_cpus, memory_total, memory_free, allocated...,
               maintenance: None or {since, reason, by}},
      "guests": [{name, uuid, state, vcpus, memory, cpu_time, cpu_cores, cpu_percent, ...,
-                 tags, disks, interfaces, agent_channel, agent}, ...]}
+                 tags, disks, interfaces, last_migrated, agent_channel, agent}, ...]}
 
 Per hypervisor the calls are bulk: one ``listAllDomains``, one ``getAllDomainStats``, and
 one ``XMLDesc`` per guest only when definitions are wanted; those run several at a time
@@ -94,7 +94,7 @@ def guest_record(domain, stats, definition, hypervisor):
             memory=record["memory"] or memory,
             max_memory=record["max_memory"] or max_memory,
             virt_type=view["virt_type"], arch=view["arch"], machine=view["machine"],
-            tags=view["tags"], disks=view["disks"], interfaces=view["interfaces"],
+            tags=view["tags"], disks=view["disks"], interfaces=view["interfaces"], last_migrated=view["last_migrated"],
             agent_channel=agent_channel_state(root),
         )
     return record

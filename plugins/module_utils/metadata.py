@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The collection's own part of a guest's libvirt ``<metadata>``: tags (and later, marks).
+"""The collection's own part of a guest's libvirt ``<metadata>``: tags and the last migration.
 
 This is an internal part of the kvmops.virt collection; its API may change between
 releases without notice.
@@ -14,6 +14,7 @@ In the domain XML it looks like this::
       <kvmops:guest xmlns:kvmops="https://github.com/kvmops/kvmops.virt/1">
         <kvmops:tag name="role">web</kvmops:tag>
         <kvmops:tag name="migratable" type="bool">false</kvmops:tag>
+        <kvmops:migrated at="1763730000" from="kvm1" to="kvm2"/>
       </kvmops:guest>
     </metadata>
 
@@ -33,6 +34,7 @@ ElementTree.register_namespace(METADATA_PREFIX, METADATA_NAMESPACE)
 
 _ROOT = "{%s}guest" % METADATA_NAMESPACE
 _TAG = "{%s}tag" % METADATA_NAMESPACE
+_MIGRATED = "{%s}migrated" % METADATA_NAMESPACE
 _TAG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _TYPES = {bool: "bool", int: "int", float: "float", str: None}
 
@@ -92,6 +94,24 @@ class GuestMetadata:
             else:
                 others.append(child)
         return cls(tags, others)
+
+    @property
+    def last_migration(self):
+        """``{"at": epoch seconds, "source", "destination"}`` of the last migration, or None."""
+        for child in self.others:
+            if child.tag == _MIGRATED:
+                try:
+                    at = int(child.get("at"))
+                except (TypeError, ValueError):
+                    return None
+                return dict(at=at, source=child.get("from"), destination=child.get("to"))
+        return None
+
+    def set_migration(self, at, source, destination):
+        """Record a migration (replacing the one recorded before)."""
+        self.others = [child for child in self.others if child.tag != _MIGRATED]
+        self.others.append(ElementTree.Element(_MIGRATED, {"at": str(int(at)), "from": str(source),
+                                                           "to": str(destination)}))
 
     def element(self):
         """The namespaced ``kvmops:guest`` Element, for a domain's ``<metadata>``."""

@@ -1,0 +1,428 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: migrate
+short_description: Move a guest to another hypervisor, live, and make sure where it ended up
+version_added: 0.1.0
+description:
+  - Migrates guest O(name) from the hypervisor of O(uri) (the source) to O(destination),
+    live by default, watching libvirt's migration job, and returns its figures.
+  - Before anything moves it checks what it can - the guest exists and may move (tag
+    C(migratable=false) refuses unless O(force=true)), the destination answers, has no
+    other guest of that name, has the memory and can run the guest's CPU model. Check mode
+    stops there.
+  - After every outcome it looks at both hypervisors and fails with a precise message if
+    the guest does not run exactly once, where it should, and is not defined exactly where
+    it should be. A migration that fails or times out leaves the guest running on the
+    source (libvirt rolls back; the module aborts a job that outlives O(timeout)).
+  - A guest already running on the destination (and gone from the source) is not changed.
+  - It records the time and hosts of the migration in the guest's metadata, where the
+    placement planner reads it for per-guest cooldown.
+author:
+  - kvmops.virt developers (@kvmops)
+extends_documentation_fragment:
+  - kvmops.virt.connection
+  - kvmops.virt.attributes
+options:
+  name:
+    description: Name of the guest.
+    type: str
+    required: true
+  destination:
+    description:
+      - libvirt URI of the destination hypervisor, as this controller reaches it (for
+        example C(qemu+ssh://root@kvm2/system)). The same O(username) and O(password) are used.
+    type: str
+    required: true
+  p2p_uri:
+    description:
+      - With O(transport=p2p), the URI the source's libvirtd dials to reach the destination,
+        when it differs from O(destination) (for example C(qemu+tls://kvm2/system)).
+    type: str
+  live:
+    description:
+      - V(true) moves a running (or paused) guest without stopping it; V(false) moves the
+        definition of a stopped guest (offline migration, always persistent).
+    type: bool
+    default: true
+  persistent:
+    description: Define the guest on the destination (else it runs there as a transient guest).
+    type: bool
+    default: true
+  undefine_source:
+    description: Remove the guest's definition from the source once it runs on the destination.
+    type: bool
+    default: true
+  transport:
+    description:
+      - V(p2p) - the source's libvirtd connects to the destination's itself (the controller
+        only watches); V(direct) - the controller holds both connections and relays the
+        handshake (for sources that cannot reach the destination's libvirtd).
+      - Guest memory always flows straight between the two QEMUs.
+    type: str
+    choices: [p2p, direct]
+    default: p2p
+  bandwidth:
+    description: Limit the migration's bandwidth, in MiB/s.
+    type: int
+  max_downtime:
+    description: Longest pause of the guest at the switch-over that QEMU may plan for, in ms.
+    type: int
+  auto_converge:
+    description: Let QEMU slow the guest's vCPUs down when its memory changes faster than it is copied.
+    type: bool
+    default: false
+  postcopy:
+    description:
+      - Switch to post-copy after this many seconds when the migration has not finished
+        (the guest then runs on the destination and fetches missing pages from the source).
+        Once switched it can no longer be aborted, so O(timeout) no longer applies.
+    type: float
+  compressed:
+    description: Compress memory pages (costs CPU on both hosts; helps on slow links).
+    type: bool
+    default: false
+  parallel_connections:
+    description: Copy memory over this many connections at once.
+    type: int
+  copy_storage:
+    description:
+      - V(none) - the disks are shared (or the guest has none); V(all) - copy every disk to
+        the destination (its images must exist there); V(incremental) - copy only what
+        differs from a backing image both hosts have.
+    type: str
+    choices: [none, all, incremental]
+    default: none
+  timeout:
+    description: Abort a migration still running after this many seconds (the guest stays on the source).
+    type: float
+  force:
+    description: Move a guest tagged C(migratable=false) anyway.
+    type: bool
+    default: false
+  verify:
+    description:
+      - Check, after the migration, that the guest runs exactly once and is defined exactly
+        where it should be, and fail with what is wrong otherwise.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Runs every check of a real run (guest, tag, destination, memory, CPU model, name) and moves nothing.
+  diff_mode:
+    support: full
+    description: Shows the guest's hypervisor before and after.
+  idempotent:
+    support: full
+    description: A guest already running on the destination is left alone (C(changed=false)).
+notes:
+  - Hosts without shared storage need O(copy_storage). libvirt 9.0 refuses a live migration
+    of a guest whose disks it cannot tell are shared ("Unsafe migration").
+seealso:
+  - name: libvirt migration
+    description: How libvirt migrates guests, and its transports.
+    link: https://libvirt.org/migration.html
+"""
+
+EXAMPLES = r"""
+- name: Move web-1 from kvm1 to kvm2, live
+  kvmops.virt.migrate:
+    uri: qemu+ssh://root@kvm1/system
+    name: web-1
+    destination: qemu+ssh://root@kvm2/system
+    p2p_uri: qemu+tls://kvm2/system
+    timeout: 300
+
+- name: A busy guest over a slow link - converge or switch to post-copy after 60 s
+  kvmops.virt.migrate:
+    uri: "{{ kvm_uri }}"
+    name: "{{ kvm_name }}"
+    destination: qemu+tls://kvm3/system
+    bandwidth: 200
+    auto_converge: true
+    postcopy: 60
+  delegate_to: localhost
+
+- name: Move a stopped guest's definition (its disks are on shared storage)
+  kvmops.virt.migrate:
+    uri: qemu+ssh://root@kvm1/system
+    name: batch-7
+    destination: qemu+ssh://root@kvm2/system
+    live: false
+"""
+
+RETURN = r"""
+name:
+  description: The guest.
+  returned: always
+  type: str
+  sample: web-1
+uuid:
+  description: The guest's UUID.
+  returned: when the guest was found
+  type: str
+  sample: 0f3a3f4e-5d1e-4a4b-9d55-3cf2c6f1a2b7
+source:
+  description: The source's URI (passwords masked).
+  returned: always
+  type: str
+  sample: qemu+ssh://root@kvm1/system
+destination:
+  description: The destination's URI (passwords masked).
+  returned: always
+  type: str
+  sample: qemu+ssh://root@kvm2/system
+moved:
+  description: Whether the guest moved in this run.
+  returned: always
+  type: bool
+  sample: true
+placement:
+  description:
+    - Where the guest is after the run, seen from the controller - C(source) and
+      C(destination), each with C(active) (running or paused there) and C(persistent)
+      (defined there).
+  returned: when the guest was found
+  type: dict
+  sample: {source: {active: false, persistent: false}, destination: {active: true, persistent: true}}
+elapsed_ms:
+  description: Wall time of the migration call, in milliseconds.
+  returned: when the guest moved
+  type: int
+  sample: 2140
+figures:
+  description:
+    - The migration job's final figures as libvirt reports them (keys present when known) -
+      C(elapsed_ms), C(downtime_ms), C(data_total_bytes), C(data_processed_bytes),
+      C(memory_processed_bytes), C(memory_iterations), C(dirty_rate_pages_per_second),
+      C(page_size_bytes), C(auto_converge_throttle_percent), C(postcopy_requests).
+  returned: when the guest moved
+  type: dict
+  sample: {elapsed_ms: 1890, downtime_ms: 24, memory_iterations: 3, data_processed_bytes: 271581184}
+postcopy:
+  description: Whether the migration switched to post-copy.
+  returned: when the guest moved
+  type: bool
+  sample: false
+auto_converge:
+  description: Whether QEMU throttled the guest's vCPUs to make the migration converge.
+  returned: when the guest moved
+  type: bool
+  sample: false
+migrated_at:
+  description: Epoch seconds of the end of the migration, as recorded in the guest's metadata.
+  returned: when the guest moved
+  type: int
+  sample: 1763730000
+"""
+
+import time
+
+from ansible_collections.kvmops.virt.plugins.module_utils.connection import (
+    LibvirtConnection, LibvirtOperationError, redact_uri)
+from ansible_collections.kvmops.virt.plugins.module_utils.migration import (
+    Migration, MigrationError, check_placement, completed_figures, expected_placement, figures_of, locate,
+    migration_flags, migration_params, placement_on, preflight, record_migration)
+from ansible_collections.kvmops.virt.plugins.module_utils.module import LibvirtModule
+
+RECONNECT_SECONDS = 30
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    destination=dict(type="str", required=True),
+    p2p_uri=dict(type="str"),
+    live=dict(type="bool", default=True),
+    persistent=dict(type="bool", default=True),
+    undefine_source=dict(type="bool", default=True),
+    transport=dict(type="str", choices=["p2p", "direct"], default="p2p"),
+    bandwidth=dict(type="int"),
+    max_downtime=dict(type="int"),
+    auto_converge=dict(type="bool", default=False),
+    postcopy=dict(type="float"),
+    compressed=dict(type="bool", default=False),
+    parallel_connections=dict(type="int"),
+    copy_storage=dict(type="str", choices=["none", "all", "incremental"], default="none"),
+    timeout=dict(type="float"),
+    force=dict(type="bool", default=False),
+    verify=dict(type="bool", default=True),
+)
+
+
+def option_problems(params):
+    problems = []
+    for key in ("bandwidth", "max_downtime", "parallel_connections", "timeout"):
+        if params[key] is not None and params[key] <= 0:
+            problems.append("%s must be a positive number, got %s" % (key, params[key]))
+    if params["postcopy"] is not None and params["postcopy"] < 0:
+        problems.append("postcopy must be 0 or more seconds, got %s" % params["postcopy"])
+    if not params["live"]:
+        for key in ("postcopy", "bandwidth", "max_downtime", "parallel_connections"):
+            if params[key] is not None:
+                problems.append("%s applies to live migrations only (live=false)" % key)
+        if params["auto_converge"] or params["compressed"]:
+            problems.append("auto_converge and compressed apply to live migrations only (live=false)")
+    if params["p2p_uri"] and params["transport"] != "p2p":
+        problems.append("p2p_uri is for transport=p2p")
+    return problems
+
+
+def describe(placement):
+    def where(key):
+        hosts = [host for host in ("source", "destination") if placement[host][key]]
+        return " and ".join(hosts) or "neither"
+    return "runs on %s, defined on %s" % (where("active"), where("persistent"))
+
+
+class MigrateRun:
+    """One run of the module: two connections, the checks, the move, the verdict."""
+
+    def __init__(self, module, source, destination):
+        self.module = module
+        self.params = module.params
+        self.source = source
+        self.destination = destination
+        self.result = dict(changed=False, moved=False, name=self.params["name"], source=redact_uri(source.uri),
+                           destination=redact_uri(destination.uri))
+
+    def fail(self, message, **extra):
+        self.result.update(extra)
+        self.module.fail_json(msg=message, **self.result)
+
+    def run(self):
+        params = self.params
+        names = dict(source_name="the source (%s)" % self.result["source"],
+                     destination_name="the destination (%s)" % self.result["destination"])
+        try:
+            with self.source.operation("check guest %s for migration" % params["name"]):
+                found = preflight(self.source.handle, self.destination.handle, params["name"], live=params["live"],
+                                  force=params["force"], **names)
+        except MigrationError as error:
+            self.fail(str(error))
+        self.result["uuid"] = found.uuid
+        if found.already_there:
+            return self.already_there(found)
+        self.result["changed"] = True
+        if self.module._diff:
+            self.result["diff"] = dict(before=dict(hypervisor=self.result["source"]),
+                                       after=dict(hypervisor=self.result["destination"]))
+        if self.module.check_mode:
+            self.result["placement"] = locate(self.source.handle, self.destination.handle, found.uuid)
+            return self.result
+        return self.move(found)
+
+    def already_there(self, found):
+        placement = locate(self.source.handle, self.destination.handle, found.uuid)
+        self.result["placement"] = placement
+        expected = expected_placement("moved", live=self.params["live"], persistent=self.params["persistent"],
+                                      undefine_source=self.params["undefine_source"],
+                                      was_persistent=placement["source"]["persistent"]
+                                      or placement["destination"]["persistent"])
+        problems = check_placement(placement, expected) if self.params["verify"] else []
+        if problems:
+            self.fail("guest %s is already on the destination, but %s (%s)"
+                      % (self.params["name"], "; ".join(problems), describe(placement)))
+        return self.result
+
+    def move(self, found):
+        params = self.params
+        was_persistent = bool(found.domain.isPersistent())
+        flags = migration_flags(live=params["live"], persistent=params["persistent"],
+                                undefine_source=params["undefine_source"], transport=params["transport"],
+                                auto_converge=params["auto_converge"], postcopy=params["postcopy"],
+                                compressed=params["compressed"], parallel_connections=params["parallel_connections"],
+                                copy_storage=params["copy_storage"])
+        migration = Migration(found.domain, self.destination.handle, params["p2p_uri"] or self.destination.uri, flags,
+                              migration_params(params["bandwidth"], params["parallel_connections"]),
+                              transport=params["transport"], timeout=params["timeout"],
+                              postcopy_after=params["postcopy"], max_downtime=params["max_downtime"])
+        with self.source.operation("migrate guest %s" % params["name"]):
+            migration.run()
+        placement = self.placement_after(found.uuid)
+        outcome = "moved" if self.arrived(placement) else "stayed"
+        expected = expected_placement(outcome, live=params["live"], persistent=params["persistent"],
+                                      undefine_source=params["undefine_source"], was_persistent=was_persistent)
+        problems = check_placement(placement, expected) if params["verify"] else []
+        what = self.what_happened(migration, outcome)
+        if problems:
+            self.fail("migration of guest %s %s; and now %s (%s). Nothing was changed after that: look at both "
+                      "hypervisors before acting" % (params["name"], what, "; ".join(problems), describe(placement)),
+                      changed=outcome == "moved")
+        if outcome == "stayed":
+            self.fail("migration of guest %s %s; it %s as before" % (params["name"], what, describe(placement)),
+                      changed=False)
+        at = int(time.time())
+        with self.destination.operation("record the migration in guest %s's metadata" % params["name"]):
+            record_migration(self.destination.handle, found.uuid, at, self.source.handle.getHostname(),
+                             self.destination.handle.getHostname())
+        figures = completed_figures(self.destination.handle, self.source.handle, found.uuid) \
+            or figures_of(migration.last_stats)
+        self.result.update(moved=True, elapsed_ms=int(migration.elapsed * 1000), figures=figures,
+                           postcopy=migration.postcopy,
+                           auto_converge=bool(migration.auto_converge_seen or figures.get("auto_converge_throttle_percent")),
+                           migrated_at=at)
+        return self.result
+
+    def placement_after(self, uuid):
+        """Where the guest is now. A connection may be the casualty of what went wrong (a
+        daemon killed mid-way): then reconnect, for up to RECONNECT_SECONDS (a restarted
+        libvirtd answers within seconds), before saying the state is unknown."""
+        placement = {}
+        for key in ("source", "destination"):
+            conn = getattr(self, key)
+            deadline = time.monotonic() + RECONNECT_SECONDS
+            while key not in placement:
+                try:
+                    conn.open()
+                    with conn.operation("look for the guest"):
+                        placement[key] = placement_on(conn.handle, uuid)
+                except LibvirtOperationError as error:
+                    conn.close()
+                    if time.monotonic() > deadline:
+                        self.fail("could not look for guest %s on the %s after the migration attempt: %s; its "
+                                  "state there is unknown, look before acting" % (self.params["name"], key, error))
+                    time.sleep(1)
+        self.result["placement"] = placement
+        return placement
+
+    def arrived(self, placement):
+        if self.params["live"]:
+            return placement["destination"]["active"] and not placement["source"]["active"]
+        return placement["destination"]["persistent"]
+
+    @staticmethod
+    def what_happened(migration, outcome):
+        if migration.timed_out:
+            return "was aborted after %.0f s (timeout)" % migration.timeout
+        if migration.error is not None:
+            return "failed: %s" % (migration.error.get_error_message() or migration.error)
+        return "finished" if outcome == "moved" else "returned without moving it"
+
+
+def main():
+    module = LibvirtModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    problems = option_problems(module.params)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
+    with module.connection() as source:
+        destination = LibvirtConnection(module.params["destination"], module.params["username"],
+                                        module.params["password"], module.params["connect_timeout"])
+        run = MigrateRun(module, source, destination)
+        try:
+            destination.open()
+            result = run.run()
+        except LibvirtOperationError as error:
+            module.fail_json(msg=str(error), uri=error.uri, operation=error.operation, libvirt_error=error.detail)
+        finally:
+            destination.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
