@@ -31,7 +31,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils.guest_xml import memor
 from ansible_collections.kvmops.virt.plugins.module_utils.metadata import (
     METADATA_NAMESPACE, METADATA_PREFIX, GuestMetadata)
 from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import parse_xml, to_xml
-from ansible_collections.kvmops.virt.plugins.module_utils.sizes import format_size
+from ansible_collections.kvmops.virt.plugins.module_utils.sizes import approximate_size
 
 try:
     import libvirt
@@ -211,7 +211,7 @@ def preflight(source, destination, name, live=True, force=False, source_name="th
         free = _memory_free(destination)
         if free is not None and memory > free:
             raise MigrationError("%s has %s of memory free (with page cache), guest %s needs %s"
-                                 % (destination_name, format_size(free), name, format_size(memory)))
+                                 % (destination_name, approximate_size(free), name, approximate_size(memory)))
         incompatible = _cpu_compatible(destination, root)
         if incompatible:
             raise MigrationError("guest %s cannot run on %s: %s" % (name, destination_name, incompatible))

@@ -65,6 +65,15 @@ def format_size(size_bytes):
     return "%d B" % size_bytes
 
 
+def approximate_size(size_bytes):
+    """A size rounded for a person to read: "17.9 GiB", "512 MiB", "0 B"."""
+    for unit, factor in (("TiB", 1024 ** 4), ("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if size_bytes >= factor:
+            value = size_bytes / factor
+            return ("%.1f %s" % (value, unit)).replace(".0 ", " ")
+    return "%d B" % size_bytes
+
+
 def libvirt_size_bytes(element, default_unit="KiB"):
     """Bytes for a libvirt XML element such as <memory unit='KiB'>2097152</memory>.
 

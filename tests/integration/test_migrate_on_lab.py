@@ -4,6 +4,8 @@ exactly once and is defined exactly once, on the expected host, and the module s
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -128,15 +130,51 @@ def test_refusals_before_anything_moves(lab, run_module, busy_guest):
     assert_exactly_once(lab, busy_guest, SOURCE)
 
 
-def test_a_destination_without_the_memory_is_refused(lab, run_module, guest_name):
-    with LibvirtConnection(lab.host(DESTINATION).spec.uri) as conn:
+def _available_mib(lab, host):
+    with LibvirtConnection(lab.host(host).spec.uri) as conn:
         stats = conn.handle.getMemoryStats(-1)
-    free_mib = (stats["free"] + stats.get("buffers", 0) + stats.get("cached", 0)) // 1024
-    total_mib = stats["total"] // 1024
-    wanted = free_mib + 1024
-    if wanted > total_mib - 512:
-        pytest.skip(f"this machine has too little memory in use for the test ({free_mib} of {total_mib} MiB free)")
-    lab.create_guest(guest_name, SOURCE, memory_mib=wanted)  # QEMU touches only what the guest uses
+    return (stats["free"] + stats.get("buffers", 0) + stats.get("cached", 0)) // 1024, stats["total"] // 1024
+
+
+@pytest.fixture
+def memory_hog():
+    """hog(mib): a process holding that much memory (touched, so it is really taken) until the test ends."""
+    processes = []
+
+    def hog(mib):
+        process = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-c", HOG_PROGRAM, str(mib)], stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        assert process.stdout.readline().strip() == "ready"
+
+    yield hog
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+HOG_PROGRAM = """
+import mmap, sys, time
+size = int(sys.argv[1]) * 1024 * 1024
+memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # shared would count as page cache
+for offset in range(0, size, 4096):
+    memory[offset] = 1
+print("ready", flush=True)
+time.sleep(900)
+"""
+
+
+def test_a_destination_without_the_memory_is_refused(lab, run_module, guest_name, memory_hog):
+    # The lab's hosts share this machine's memory: a guest that may grow to most of it
+    # (QEMU only takes what the guest touches), and a process that takes enough of the rest
+    # that the destination cannot promise the guest its memory.
+    available, total = _available_mib(lab, DESTINATION)
+    guest_mib = total - 4096
+    hog_mib = max(0, available - guest_mib + 1024)
+    if hog_mib > total // 2:
+        pytest.skip(f"this machine has too little memory free for the test ({available} of {total} MiB)")
+    memory_hog(hog_mib)
+    lab.create_guest(guest_name, SOURCE, memory_mib=guest_mib)
     result = run_module("migrate", migrate_args(lab, guest_name))
     assert result.get("failed") and "of memory free (with page cache), guest" in result["msg"], result
     assert_exactly_once(lab, guest_name, SOURCE)
