@@ -9,9 +9,9 @@ import libvirt
 import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils.metadata import GuestMetadata
+from ansible_collections.kvmops.virt.plugins.module_utils.guest_move import option_problems
 from ansible_collections.kvmops.virt.plugins.module_utils.migration import (
     MigrationError, check_placement, expected_placement, migration_flags, preflight)
-from ansible_collections.kvmops.virt.plugins.modules.migrate import option_problems
 
 RUNNING, STOPPED = 1, 5
 
