@@ -43,3 +43,24 @@ requirements:
 notes:
   - Connections are opened and closed by each task; credentials are never logged.
 """
+
+    # For modules that talk to a list of hypervisors: everything above but the URI.
+    CREDENTIALS = r"""
+options:
+  username:
+    description:
+      - User name to give when libvirt asks for one (SASL on V(qemu+tcp) or V(qemu+tls),
+        password authentication of V(qemu+libssh2)); the same for every hypervisor.
+    type: str
+  password:
+    description:
+      - Password or passphrase to give when libvirt asks for one. Never logged.
+    type: str
+  connect_timeout:
+    description:
+      - Seconds to wait for each connection to open before failing.
+    type: float
+    default: 10
+requirements:
+  - libvirt-python >= 9.0.0 on the host that runs the module (usually the controller).
+"""

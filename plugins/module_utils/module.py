@@ -33,8 +33,10 @@ else:
 class LibvirtModule(AnsibleModule):
     """AnsibleModule with the shared connection options and libvirt errors as fail_json."""
 
-    def __init__(self, argument_spec=None, **kwargs):
-        spec = dict(CONNECTION_ARGUMENT_SPEC)
+    def __init__(self, argument_spec=None, with_uri=True, **kwargs):
+        # with_uri=False: a module that talks to hypervisors it is given as a list takes
+        # only the credentials and timeout of the shared options
+        spec = {key: value for key, value in CONNECTION_ARGUMENT_SPEC.items() if with_uri or key != "uri"}
         spec.update(argument_spec or {})
         super().__init__(argument_spec=spec, **kwargs)
         if LIBVIRT_IMPORT_ERROR is not None:
