@@ -91,7 +91,7 @@ def test_a_busy_guest_moves_live_and_back_without_a_gap(lab, run_module, busy_gu
     assert_no_gap(log, since)
 
 
-def test_a_migration_that_outlives_its_timeout_is_aborted_and_the_guest_stays(lab, run_module, busy_guest):
+def test_a_migration_that_outlives_its_timeout_is_aborted_and_the_guest_stays(lab, run_module, busy_guest, figures):
     lab.set_load(busy_guest, dirty=64)
     log = SerialLog(lab.layout.serial_log(busy_guest))
     since = log.size()
@@ -103,13 +103,17 @@ def test_a_migration_that_outlives_its_timeout_is_aborted_and_the_guest_stays(la
         assert time.monotonic() - started < 30
         assert_exactly_once(lab, busy_guest, SOURCE)
     assert_no_gap(log, since)
+    figures("fault: timeout (1 MiB/s, dirtying 64 MiB/s, timeout 3 s)", "2 runs, guests lost 0, duplicates 0")
 
 
-def test_an_unreachable_destination_changes_nothing(lab, run_module, busy_guest, closed_port):
-    result = run_module("migrate", dict(uri=lab.host(SOURCE).spec.uri, name=busy_guest,
-                                        destination=f"qemu+tcp://127.0.0.1:{closed_port}/system", connect_timeout=3))
-    assert result.get("failed") and "Could not open a connection" in result["msg"], result
-    assert_exactly_once(lab, busy_guest, SOURCE)
+def test_an_unreachable_destination_changes_nothing(lab, run_module, busy_guest, closed_port, silent_listener,
+                                                    figures):
+    for port in (closed_port, silent_listener):  # refused, and accepted but never answered
+        result = run_module("migrate", dict(uri=lab.host(SOURCE).spec.uri, name=busy_guest,
+                                            destination=f"qemu+tcp://127.0.0.1:{port}/system", connect_timeout=3))
+        assert result.get("failed") and "Could not open a connection" in result["msg"], result
+        assert_exactly_once(lab, busy_guest, SOURCE)
+    figures("fault: destination unreachable (refused; silent)", "2 runs, guests lost 0, duplicates 0")
 
 
 def test_refusals_before_anything_moves(lab, run_module, busy_guest):
@@ -164,7 +168,7 @@ time.sleep(900)
 """
 
 
-def test_a_destination_without_the_memory_is_refused(lab, run_module, guest_name, memory_hog):
+def test_a_destination_without_the_memory_is_refused(lab, run_module, guest_name, memory_hog, figures):
     # The lab's hosts share this machine's memory: a guest that may grow to most of it
     # (QEMU only takes what the guest touches), and a process that takes enough of the rest
     # that the destination cannot promise the guest its memory.
@@ -178,6 +182,7 @@ def test_a_destination_without_the_memory_is_refused(lab, run_module, guest_name
     result = run_module("migrate", migrate_args(lab, guest_name))
     assert result.get("failed") and "of memory free (with page cache), guest" in result["msg"], result
     assert_exactly_once(lab, guest_name, SOURCE)
+    figures("fault: destination without enough memory", "1 run, guests lost 0, duplicates 0")
 
 
 def _kill_libvirtd(lab, host):
@@ -189,7 +194,7 @@ def _kill_libvirtd(lab, host):
         time.sleep(0.05)
 
 
-def test_the_destination_daemon_killed_mid_migration(lab, run_module, busy_guest):
+def test_the_destination_daemon_killed_mid_migration(lab, run_module, busy_guest, figures):
     lab.set_load(busy_guest, dirty=64)
     for _attempt in range(2):
         results = []
@@ -204,9 +209,10 @@ def test_the_destination_daemon_killed_mid_migration(lab, run_module, busy_guest
         assert result.get("failed") and not result.get("moved"), result
         assert "runs on source, defined on source" in result["msg"], result
         assert_exactly_once(lab, busy_guest, SOURCE)
+    figures("fault: destination libvirtd killed mid-migration", "2 runs, guests lost 0, duplicates 0")
 
 
-def test_the_source_daemon_restarted_after_the_move(lab, run_module, busy_guest):
+def test_the_source_daemon_restarted_after_the_move(lab, run_module, busy_guest, figures):
     moved = run_module("migrate", migrate_args(lab, busy_guest))
     assert moved["moved"], moved
     _kill_libvirtd(lab, SOURCE)
@@ -217,3 +223,4 @@ def test_the_source_daemon_restarted_after_the_move(lab, run_module, busy_guest)
     _kill_libvirtd(lab, DESTINATION)
     lab.host(DESTINATION).start()
     assert_exactly_once(lab, busy_guest, SOURCE)
+    figures("fault: source libvirtd killed and restarted after the move", "2 runs, guests lost 0, duplicates 0")
