@@ -224,3 +224,36 @@ def test_the_source_daemon_restarted_after_the_move(lab, run_module, busy_guest,
     lab.host(DESTINATION).start()
     assert_exactly_once(lab, busy_guest, SOURCE)
     figures("fault: source libvirtd killed and restarted after the move", "2 runs, guests lost 0, duplicates 0")
+
+
+def test_a_guest_that_does_not_converge_finishes_in_post_copy(lab, run_module, busy_guest, figures):
+    lab.set_load(busy_guest, dirty=64)
+    log = SerialLog(lab.layout.serial_log(busy_guest))
+    since = log.size()
+    result = run_module("migrate", migrate_args(lab, busy_guest, bandwidth=8, postcopy=2, timeout=5))
+    assert result["moved"] and result["postcopy"], result  # the timeout no longer applies once in post-copy
+    assert_exactly_once(lab, busy_guest, DESTINATION)
+    figures("post-copy after 2 s (8 MiB/s, dirtying 64 MiB/s)",
+            f"{result['elapsed_ms']} ms, downtime {result['figures'].get('downtime_ms')} ms, "
+            f"{result['figures'].get('postcopy_requests', 0)} post-copy page requests")
+    time.sleep(2)
+    assert_no_gap(log, since, seconds_between=5)
+
+
+def test_auto_converge_and_parallel_connections(lab, run_module, busy_guest):
+    lab.set_load(busy_guest, dirty=64)
+    result = run_module("migrate", migrate_args(lab, busy_guest, bandwidth=32, auto_converge=True,
+                                                parallel_connections=2, timeout=120))
+    assert result["moved"], result
+    assert_exactly_once(lab, busy_guest, DESTINATION)
+
+
+def test_a_stopped_guest_moves_offline(lab, run_module, busy_guest):
+    with LibvirtConnection(lab.host(SOURCE).spec.uri) as conn:
+        conn.handle.lookupByName(busy_guest).destroy()
+    live = run_module("migrate", migrate_args(lab, busy_guest))
+    assert live.get("failed") and "is not running: a live migration needs a running guest" in live["msg"]
+    result = run_module("migrate", migrate_args(lab, busy_guest, live=False))
+    assert result["moved"], result
+    assert where(lab, busy_guest) == {DESTINATION: (False, True)}
+    assert not run_module("migrate", migrate_args(lab, busy_guest, live=False))["changed"]
