@@ -160,7 +160,10 @@ marks:
   type: dict
   sample: {kvm1: {since: 1763730000, reason: firmware update, by: ops@controller}}
 moved:
-  description: The guests that moved - C(guest), C(source), C(destination), C(attempts) (each with C(destination), C(started) and C(ended) seconds from the drain's start, C(ok), C(elapsed_ms), C(downtime_ms) or C(error)).
+  description:
+    - The guests that moved - C(guest), C(source), C(destination), C(attempts).
+    - Each attempt has C(destination), C(started) and C(ended) (seconds from the drain's
+      start), C(ok), and C(elapsed_ms) and C(downtime_ms), or C(error).
   returned: state=enter
   type: list
   elements: dict

@@ -188,7 +188,7 @@ def test_a_destination_without_the_memory_is_refused(lab, run_module, guest_name
 def _kill_libvirtd(lab, host):
     pid = lab.host(host).pid()
     os.kill(pid, signal.SIGKILL)
-    for _ in range(100):
+    for _attempt in range(100):
         if lab.host(host).pid() is None:
             return
         time.sleep(0.05)
