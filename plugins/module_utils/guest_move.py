@@ -23,6 +23,19 @@ from ansible_collections.kvmops.virt.plugins.module_utils.migration import (
 # (a libvirtd restarted by systemd answers within seconds)
 RECONNECT_SECONDS = 30
 
+# How a migration runs: options of the migrate module, and of each migration of a drain.
+MIGRATION_ARGUMENT_SPEC = dict(
+    transport=dict(type="str", choices=["p2p", "direct"], default="p2p"),
+    bandwidth=dict(type="int"),
+    max_downtime=dict(type="int"),
+    auto_converge=dict(type="bool", default=False),
+    postcopy=dict(type="float"),
+    compressed=dict(type="bool", default=False),
+    parallel_connections=dict(type="int"),
+    copy_storage=dict(type="str", choices=["none", "all", "incremental"], default="none"),
+    timeout=dict(type="float"),
+)
+
 # the migrate module's options with their defaults, for callers that set only some
 MOVE_DEFAULTS = dict(live=True, persistent=True, undefine_source=True, transport="p2p", p2p_uri=None, bandwidth=None,
                      max_downtime=None, auto_converge=False, postcopy=None, compressed=False,

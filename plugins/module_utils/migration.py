@@ -52,13 +52,18 @@ class MigrationError(Exception):
 
 # ----------------------------------------------------------------------------- where it is
 
-def _lookup(handle, uuid):
+def _domain_or_none(lookup, key):
+    """``lookup(key)`` (a virConnect lookup method), None when there is no such guest."""
     try:
-        return handle.lookupByUUIDString(uuid)
+        return lookup(key)
     except libvirt.libvirtError as error:
         if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
             return None
         raise
+
+
+def _lookup(handle, uuid):
+    return _domain_or_none(handle.lookupByUUIDString, uuid)
 
 
 def placement_on(handle, uuid):
@@ -161,12 +166,7 @@ class Preflight:
 
 
 def _by_name(handle, name):
-    try:
-        return handle.lookupByName(name)
-    except libvirt.libvirtError as error:
-        if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise
+    return _domain_or_none(handle.lookupByName, name)
 
 
 def preflight(source, destination, name, live=True, force=False, source_name="the source",

@@ -206,21 +206,10 @@ import time
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
 from ansible_collections.kvmops.virt.plugins.module_utils.evacuation import Drain, plan_drain
 from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fleet
+from ansible_collections.kvmops.virt.plugins.module_utils.guest_move import MIGRATION_ARGUMENT_SPEC
 from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import clear_mark, read_mark, write_mark
 from ansible_collections.kvmops.virt.plugins.module_utils.module import LibvirtModule
 from ansible_collections.kvmops.virt.plugins.module_utils.sizes import parse_size
-
-MIGRATION_SPEC = dict(
-    transport=dict(type="str", choices=["p2p", "direct"], default="p2p"),
-    bandwidth=dict(type="int"),
-    max_downtime=dict(type="int"),
-    auto_converge=dict(type="bool", default=False),
-    postcopy=dict(type="float"),
-    compressed=dict(type="bool", default=False),
-    parallel_connections=dict(type="int"),
-    copy_storage=dict(type="str", choices=["none", "all", "incremental"], default="none"),
-    timeout=dict(type="float"),
-)
 
 ARGUMENT_SPEC = dict(
     hypervisors=dict(type="list", elements="dict", required=True),
@@ -234,7 +223,7 @@ ARGUMENT_SPEC = dict(
     memory_reserve=dict(type="str", default="1 GiB"),
     retry=dict(type="bool", default=True),
     allow_partial=dict(type="bool", default=False),
-    migration=dict(type="dict", default={}, options=MIGRATION_SPEC),
+    migration=dict(type="dict", default={}, options=MIGRATION_ARGUMENT_SPEC),
 )
 
 

@@ -224,7 +224,8 @@ migrated_at:
 """
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
-from ansible_collections.kvmops.virt.plugins.module_utils.guest_move import GuestMove, MoveFailed, option_problems
+from ansible_collections.kvmops.virt.plugins.module_utils.guest_move import (
+    MIGRATION_ARGUMENT_SPEC, GuestMove, MoveFailed, option_problems)
 from ansible_collections.kvmops.virt.plugins.module_utils.module import LibvirtModule
 
 ARGUMENT_SPEC = dict(
@@ -234,17 +235,9 @@ ARGUMENT_SPEC = dict(
     live=dict(type="bool", default=True),
     persistent=dict(type="bool", default=True),
     undefine_source=dict(type="bool", default=True),
-    transport=dict(type="str", choices=["p2p", "direct"], default="p2p"),
-    bandwidth=dict(type="int"),
-    max_downtime=dict(type="int"),
-    auto_converge=dict(type="bool", default=False),
-    postcopy=dict(type="float"),
-    compressed=dict(type="bool", default=False),
-    parallel_connections=dict(type="int"),
-    copy_storage=dict(type="str", choices=["none", "all", "incremental"], default="none"),
-    timeout=dict(type="float"),
     force=dict(type="bool", default=False),
     verify=dict(type="bool", default=True),
+    **MIGRATION_ARGUMENT_SPEC
 )
 
 
