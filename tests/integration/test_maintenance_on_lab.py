@@ -117,3 +117,19 @@ def test_the_maintenance_playbook(lab, ansible_env, busy_guests):
                                    json.dumps(dict(maintenance_targets="kvm1", maintenance_state="exit")))
     assert all(host["failed"] == 0 for host in recap.values()), recap
     assert mark_of(lab, "kvm1") is None
+
+
+def test_a_failed_move_is_retried_once_elsewhere_and_the_guest_stays_safe(lab, run_module, busy_guests):
+    # at 1 MiB/s no guest's 256 MiB can be copied within 3 s: every move times out, twice
+    result = drain(run_module, lab, ["kvm1"], max_parallel=2, migration=dict(bandwidth=1, timeout=3))
+    assert result.get("failed") and "could not leave" in result["msg"], result
+    failed = {item["guest"]: item for item in result["failed"]}
+    assert set(failed) == set(busy_guests) and result["moved"] == [], result
+    for item in failed.values():
+        tried = [attempt["destination"] for attempt in item["attempts"]]
+        assert len(tried) == 2 and len(set(tried)) == 2, item  # once more, on the other host
+        assert "was aborted after 3 s (timeout)" in item["error"]
+    running_here = running_on(lab, "kvm1")
+    assert set(failed) <= set(running_here)  # still running where they were, once
+    for name in failed:
+        assert [host for host in ("kvm1", "kvm2", "kvm3") if name in running_on(lab, host)] == ["kvm1"]
