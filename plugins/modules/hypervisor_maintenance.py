@@ -167,8 +167,10 @@ moved:
   returned: state=enter
   type: list
   elements: dict
-failed:
-  description: The guests whose moves failed (same keys, with C(error)); they are where the error says.
+failures:
+  description:
+    - The guests whose moves failed (same keys, with C(error)); they are where the error says.
+    - Not C(failed), which is the task's own result.
   returned: state=enter
   type: list
   elements: dict
@@ -297,21 +299,24 @@ def enter_maintenance(module, uris, reserve, options):
     moves, stays, room_by_name = plan_drain(fleet, names, params["cpu_overcommit"], reserve)
     stopped = sorted(guest["name"] for hypervisor in fleet if hypervisor["name"] in names
                      for guest in hypervisor["guests"] if guest["state"] not in ("running", "paused"))
-    result = dict(changed=bool(moves) or any(mark is None for mark in before.values()),
+    reason = params["reason"]
+    remark = [name for name in names
+              if before[name] is None or (reason is not None and before[name].get("reason") != reason)]
+    result = dict(changed=bool(moves) or bool(remark),
                   plan=[dict(guest=move["guest"], source=move["source"], destination=move["destination"])
                         for move in moves],
-                  stayed=stays, stopped=stopped, moved=[], failed=[], seconds=0.0,
+                  stayed=stays, stopped=stopped, moved=[], failures=[], seconds=0.0,
                   peak_concurrency=dict(overall=0, per_source=0, per_destination=0))
     if module.check_mode:
         result["marks"] = before
         return finish(module, result, before)
     by = "%s@%s" % (getpass.getuser(), socket.gethostname())
-    marks = {}
-    for name in names:
+    marks = dict(before)
+    for name in remark:  # a host already marked keeps its mark (and its since), unless the reason changed
         with LibvirtConnection(uris[name], **options) as conn:
             with conn.operation("mark the hypervisor as in maintenance"):
-                marks[name] = before[name] if before[name] and not params["reason"] else \
-                    write_mark(conn.handle, reason=params["reason"], by=by)
+                marks[name] = write_mark(conn.handle, reason=reason, by=by,
+                                         since=before[name]["since"] if before[name] else None)
     result["marks"] = marks
     started = time.monotonic()
     drain = Drain(uris, options, move_options=params["migration"], max_parallel=params["max_parallel"],
@@ -320,7 +325,7 @@ def enter_maintenance(module, uris, reserve, options):
     reports = drain.run(moves)
     result.update(seconds=round(time.monotonic() - started, 2), peak_concurrency=drain.peak,
                   moved=[report for report in reports if report["moved"]],
-                  failed=[report for report in reports if not report["moved"]])
+                  failures=[report for report in reports if not report["moved"]])
     return finish(module, result, before)
 
 
@@ -328,7 +333,7 @@ def finish(module, result, before):
     if module._diff:
         result["diff"] = dict(before=dict(maintenance=before), after=dict(maintenance=result["marks"]))
     left = ["%s: %s" % (item["guest"], item["reason"]) for item in result["stayed"]] + \
-           ["%s: %s" % (item["guest"], item["error"]) for item in result["failed"]]
+           ["%s: %s" % (item["guest"], item["error"]) for item in result["failures"]]
     if left and not module.params["allow_partial"] and not module.check_mode:
         module.fail_json(msg="the hypervisors stay in maintenance, but %d guest(s) could not leave: %s"
                          % (len(left), "; ".join(left)), **result)

@@ -67,7 +67,7 @@ def test_a_host_drains_with_bounded_concurrency(lab, run_module, busy_guests, pa
                    max_per_destination=parallel)
     assert result["changed"] and not result.get("failed"), result
     assert sorted(item["guest"] for item in result["moved"]) == busy_guests
-    assert result["failed"] == [] and result["stayed"] == []
+    assert result["failures"] == [] and result["stayed"] == []
     assert overlaps(result["moved"]) <= parallel and result["peak_concurrency"]["overall"] <= parallel
     if parallel == 2:
         assert overlaps(result["moved"]) == 2  # it did use the room it had
@@ -123,7 +123,7 @@ def test_a_failed_move_is_retried_once_elsewhere_and_the_guest_stays_safe(lab, r
     # at 1 MiB/s no guest's 256 MiB can be copied within 3 s: every move times out, twice
     result = drain(run_module, lab, ["kvm1"], max_parallel=2, migration=dict(bandwidth=1, timeout=3))
     assert result.get("failed") and "could not leave" in result["msg"], result
-    failed = {item["guest"]: item for item in result["failed"]}
+    failed = {item["guest"]: item for item in result["failures"]}
     assert set(failed) == set(busy_guests) and result["moved"] == [], result
     for item in failed.values():
         tried = [attempt["destination"] for attempt in item["attempts"]]
