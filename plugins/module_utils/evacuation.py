@@ -68,14 +68,14 @@ def rooms(fleet, excluded, cpu_overcommit=4.0, memory_reserve=1024 * MIB):
 def choose(guest, room_by_name, excluded=()):
     """The room that keeps the most memory free after taking the guest (name order on ties)."""
     candidates = [room for name, room in sorted(room_by_name.items()) if name not in excluded and room.fits(guest)]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda room: (room.memory - (guest["memory"] or 0), -sorted(room_by_name).index(room.name)))
+    # max() keeps the first of equals, so ties go by name
+    return max(candidates, key=lambda room: room.memory, default=None)
 
 
 def plan_drain(fleet, draining, cpu_overcommit=4.0, memory_reserve=1024 * MIB):
-    """(moves, stays): moves are dicts guest, uuid, source, destination, memory, vcpus; stays
-    are dicts guest, source, reason. Stopped guests are not moved (and not listed)."""
+    """(moves, stays, rooms): moves are dicts guest, uuid, source, destination, memory, vcpus;
+    stays are dicts guest, source, reason; rooms what each receiving host has left after the
+    plan (a retry takes from it). Stopped guests are not moved (and not listed)."""
     room_by_name = rooms(fleet, set(draining), cpu_overcommit, memory_reserve)
     moves, stays = [], []
     by_name = {hypervisor["name"]: hypervisor for hypervisor in fleet}
