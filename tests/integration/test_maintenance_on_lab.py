@@ -3,12 +3,15 @@ the mark holds (nothing lands on a host in maintenance), and the role and playbo
 the way an operator would."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import clear_mark, read_mark
-from playbook_runner import run_playbook
+from playbook_runner import PLAYBOOKS, run_playbook
 
 GUESTS = 4
 
@@ -133,3 +136,11 @@ def test_a_failed_move_is_retried_once_elsewhere_and_the_guest_stays_safe(lab, r
     assert set(failed) <= set(running_here)  # still running where they were, once
     for name in failed:
         assert [host for host in ("kvm1", "kvm2", "kvm3") if name in running_on(lab, host)] == ["kvm1"]
+
+
+def test_the_playbook_refuses_to_run_without_targets(lab, ansible_env):
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(lab.layout.inventory_path),
+                           str(PLAYBOOKS / "maintenance.yml")], env=ansible_env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode != 0 and "give -e maintenance_targets=<hypervisors>" in done.stdout, done.stdout
+    assert all(mark_of(lab, host) is None for host in ("kvm1", "kvm2", "kvm3"))
