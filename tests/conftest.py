@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the lab package
 
-from lab.collection import collections_path  # noqa: E402  (needs sys.path above)
+from lab.collection import ansible_environment, collections_path  # noqa: E402  (needs sys.path above)
 
 COLLECTIONS_PATH = collections_path()
 sys.path.insert(0, str(COLLECTIONS_PATH))
@@ -98,19 +98,7 @@ def silent_listener():
 @pytest.fixture(scope="session")
 def ansible_env():
     """Environment for ansible commands that must find this collection and nothing stale."""
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
-        ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-        ANSIBLE_HOST_KEY_CHECKING="false",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-    )
-    return env
+    return ansible_environment(os.environ, [COLLECTIONS_PATH], ANSIBLE_HOST_KEY_CHECKING="false")
 
 
 def pytest_terminal_summary(terminalreporter):

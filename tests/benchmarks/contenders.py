@@ -21,7 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from paths import COLLECTIONS_PATH
+from paths import COLLECTIONS_PATH  # first: puts the repository (for lab) on sys.path
+
+from lab.collection import ansible_environment as environment_for  # noqa: E402  pylint: disable=wrong-import-order
 
 ANSIBLE_PACKAGE = "ansible==12.3.0"
 ANSIBLE_WHEEL = "ansible-12.3.0-py3-none-any.whl"
@@ -79,20 +81,9 @@ def ansible_environment(work_dir, community_dir):
     """The same environment for every contender: this venv's ansible-core, no stray config."""
     config = work_dir / "ansible.cfg"
     config.write_text("# empty: every contender runs with ansible-core's defaults\n")
-    paths = [str(COLLECTIONS_PATH)] + ([str(community_dir)] if community_dir else [])
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        ANSIBLE_CONFIG=str(config),
-        ANSIBLE_COLLECTIONS_PATH=os.pathsep.join(paths),
-        ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-        ANSIBLE_LOCALHOST_WARNING="false",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-    )
-    return env
+    paths = [COLLECTIONS_PATH] + ([community_dir] if community_dir else [])
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    return environment_for(clean, paths, ANSIBLE_CONFIG=str(config))
 
 
 def ansible_inventory_command(sources, action="list", export=False):

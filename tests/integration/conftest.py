@@ -3,8 +3,13 @@
 import fcntl
 import time
 
+import libvirt
 import pytest
 
+from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
+from ansible_collections.kvmops.virt.plugins.module_utils.metadata import (
+    METADATA_NAMESPACE, METADATA_PREFIX, GuestMetadata)
+from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import parse_xml
 from lab import Lab
 from playbook_runner import TEMPLATE, TEMPLATE_HOST, run_playbook
 
@@ -89,3 +94,17 @@ def clone(lab, run_module, uri, template, guest_name):
     yield args
     result = run_module("guest", dict(uri=uri, name=guest_name, state="absent", remove_storage=True))
     assert not result.get("failed"), result
+
+
+@pytest.fixture
+def pin_guest(lab):
+    """pin_guest(host, name): tag a running lab guest migratable=false (live and persistent),
+    keeping its other tags, as the guest module stores tags."""
+    def pin(host, name):
+        with LibvirtConnection(lab.host(host).spec.uri) as conn:
+            domain = conn.handle.lookupByName(name)
+            metadata = GuestMetadata.from_domain(parse_xml(domain.XMLDesc(0)))
+            metadata.tags["migratable"] = False
+            domain.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, metadata.libvirt_fragment(), METADATA_PREFIX,
+                               METADATA_NAMESPACE, libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    return pin

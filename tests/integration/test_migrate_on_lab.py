@@ -116,13 +116,8 @@ def test_an_unreachable_destination_changes_nothing(lab, run_module, busy_guest,
     figures("fault: destination unreachable (refused; silent)", "2 runs, guests lost 0, duplicates 0")
 
 
-def test_refusals_before_anything_moves(lab, run_module, busy_guest):
-    with LibvirtConnection(lab.host(SOURCE).spec.uri) as conn:
-        domain = conn.handle.lookupByName(busy_guest)
-        root = parse_xml(domain.XMLDesc(0))
-        metadata = GuestMetadata.from_domain(root)
-        metadata.tags["migratable"] = False
-        domain.setMetadata(2, metadata.libvirt_fragment(), "kvmops", "https://github.com/kvmops/kvmops.virt/1", 3)
+def test_refusals_before_anything_moves(lab, run_module, busy_guest, pin_guest):
+    pin_guest(SOURCE, busy_guest)
     pinned = run_module("migrate", migrate_args(lab, busy_guest))
     assert pinned.get("failed") and "tagged migratable=false; give force=true" in pinned["msg"], pinned
     offline = run_module("migrate", migrate_args(lab, busy_guest, live=False, force=True))
