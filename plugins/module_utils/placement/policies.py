@@ -115,8 +115,38 @@ def relieve(state, host, placement, unresolved, allow_empty=True):
             state.apply(unit, destination, "relieve %s: %s" % (name, problem))
             break
         else:
-            unresolved.append(_explanation(state, host, problem, blocked))
-            return
+            if not any(_make_room(state, unit, placement, "relieve %s: %s" % (name, problem)) for unit in ordered):
+                unresolved.append(_explanation(state, host, problem, blocked))
+                return
+            blocked = {}
+
+
+ROOM_HOSTS = 16  # hosts a chain move tries to make room on
+ROOM_UNITS = 8  # guests per such host it tries to move away
+
+
+def _make_room(state, unit, placement, reason):
+    """Move one unit off a host that lacks room only for ``unit`` (CPU, memory or vCPUs), so that
+    ``unit`` fits there; True when both moves are made."""
+    if state.settings.max_migrations is not None and \
+            state.migrations + len(unit.members) + 1 > state.settings.max_migrations:
+        return False
+    hosts = [host for host in state.pool if state.refusal(unit, host) in ("cpu", "memory", "vcpus")]
+    hosts.sort(key=lambda host: (max(state.cpu[host] / state.cpus[host], state.memory[host] / state.memory_total[host]), host))
+    for host in hosts[:ROOM_HOSTS]:
+        others = [other for other in state.units_on(host) if not other.blocked and state.budget_allows(other)]
+        for other in sorted(others, key=lambda other: (-other.cpu, other.cost, other.label))[:ROOM_UNITS]:
+            if state.migrations + len(other.members) + len(unit.members) > (state.settings.max_migrations or float("inf")):
+                continue
+            target = state.destination(other, placement)
+            if target is None or target == unit.host:
+                continue
+            freed = state.apply(other, target, "make room on %s for %s" % (state.hosts[host].name, unit.label))
+            if state.refusal(unit, host) is None:
+                state.apply(unit, host, reason)
+                return True
+            state.revert(freed)
+    return False
 
 
 def hot_hosts(state):
@@ -128,27 +158,36 @@ def hot_hosts(state):
 
 
 def relieve_all(state, unresolved):
-    """Relieve every hot host greedily; when that leaves some hot, take the shortest sequence of
-    moves that clears them all instead, if a search on a fleet this size finds one."""
-    started, left = len(state.moves), []
-    for host in hot_hosts(state):
-        relieve(state, host, state.settings.placement, left)
-    if left:
-        greedy = state.moves[started:]
-        for move in reversed(greedy):
+    """Relieve every hot host greedily with the policy's placement; when that leaves some hot, try
+    the other placement (packing leaves bigger holes than spreading, and the other way round),
+    then the shortest sequence of moves that clears them all, if a search on a fleet this size
+    finds one. The first that clears everything wins; else the greedy pass that left least."""
+    started = len(state.moves)
+    first = state.settings.placement
+    attempts = []
+    for placement in (first, "pack" if first == "spread" else "spread"):
+        left = []
+        for host in hot_hosts(state):
+            relieve(state, host, placement, left)
+        made = state.moves[started:]
+        attempts.append((len(left), len(attempts), [(move.unit, move.destination, move.reason) for move in made], left))
+        for move in reversed(made):
             state.revert(move)
+        if not left:
+            break
+    _count, _order, chosen, left = min(attempts, key=lambda attempt: (attempt[0], len(attempt[2]), attempt[1]))
+    if left:
         limit = state.settings.max_migrations
         found = shortest_clearing(state, None if limit is None else limit - state.migrations)
-        if found is None:
-            for move in greedy:
-                state.apply(move.unit, move.destination, move.reason)
-        else:
+        if found is not None:
             problems = {host: hot_problem(state, host) for host in state.pool if state.is_hot(host)}
-            for unit, destination in found:
-                reason = ("relieve %s: %s" % (state.hosts[unit.host].name, problems[unit.host]) if unit.host in problems
-                          else "make room on %s for a guest of a hot host" % state.hosts[unit.host].name)
-                state.apply(unit, destination, reason)
+            chosen = [(unit, destination,
+                       "relieve %s: %s" % (state.hosts[unit.host].name, problems[unit.host]) if unit.host in problems
+                       else "make room on %s for a guest of a hot host" % state.hosts[unit.host].name)
+                      for unit, destination in found]
             left = []
+    for unit, destination, reason in chosen:
+        state.apply(unit, destination, reason)
     unresolved.extend(left)
 
 
