@@ -21,7 +21,7 @@ SANITY_TREE := $(BUILD)/sanity/ansible_collections/kvmops/virt
 BIN := $(VENV)/bin
 LAB := $(BIN)/python -m lab
 
-.PHONY: help deps venv build install sanity unit integration test demo bench-inventory \
+.PHONY: help deps venv build install sanity unit integration test demo bench-inventory bench-placement \
         lab-up lab-down lab-status clean
 
 help:
@@ -32,6 +32,7 @@ help:
 	@echo "make lab-down    stop everything the lab started"
 	@echo "make build       build the collection tarball into .build/"
 	@echo "make bench-inventory  the inventory benchmark (~40 min; BENCH_ARGS=--help for options)"
+	@echo "make bench-placement  the planner: PlanetLab trace replay, MILP ratio, speed (~3 min)"
 	@echo "make clean       lab down, remove .lab/ .build/ .venv/"
 
 # --- dependencies -----------------------------------------------------------------------
@@ -109,6 +110,16 @@ demo: install lab-up
 # --- benchmarks (not part of make test: they need a quiet machine and take long) -------------
 bench-inventory: install
 	$(BIN)/python tests/benchmarks/inventory_benchmark.py --markdown $(BUILD)/bench/inventory-benchmark.md $(BENCH_ARGS)
+
+bench-placement: venv
+	mkdir -p $(BUILD)/bench
+	$(BIN)/python tests/benchmarks/placement/trace_benchmark.py --csv $(BUILD)/bench/placement-traces.csv
+	$(BIN)/python tests/benchmarks/placement/trace_benchmark.py --memory-model enforced \
+	  --csv $(BUILD)/bench/placement-traces-enforced.csv
+	$(BIN)/python tests/benchmarks/placement/milp_benchmark.py --hot 3
+	$(BIN)/python tests/benchmarks/placement/milp_benchmark.py --hot 5
+	$(BIN)/python tests/benchmarks/placement/milp_benchmark.py --hot 7
+	$(BIN)/python tests/benchmarks/placement/planner_speed.py
 
 clean:
 	-[ -x $(BIN)/python ] && $(LAB) down

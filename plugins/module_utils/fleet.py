@@ -226,6 +226,19 @@ def _gather_one(hypervisor, connection_options, options):
         return _unreachable(hypervisor, str(error))
 
 
+def hypervisor_uris(entries):
+    """(name -> URI, problems) from a module's ``hypervisors`` option (dicts with name and uri)."""
+    uris, problems = {}, []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("uri"):
+            problems.append("hypervisors[%d] needs a name and a uri" % index)
+        elif str(entry["name"]) in uris:
+            problems.append("hypervisor %s is listed twice" % entry["name"])
+        else:
+            uris[str(entry["name"])] = str(entry["uri"])
+    return uris, problems
+
+
 def gather_fleet(hypervisors, connection_options=None, max_workers=16, want_definitions=True, want_addresses=True,
                  sample_seconds=0.0, want_agent=False, agent_timeout=DEFAULT_AGENT_TIMEOUT, timeout=DEFAULT_TIMEOUT):
     """The snapshots of ``hypervisors`` (dicts with name and uri), in their order.

@@ -207,7 +207,7 @@ import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
 from ansible_collections.kvmops.virt.plugins.module_utils.evacuation import Drain, plan_drain
-from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fleet
+from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fleet, hypervisor_uris
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_move import MIGRATION_ARGUMENT_SPEC
 from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import clear_mark, read_mark, write_mark
 from ansible_collections.kvmops.virt.plugins.module_utils.module import LibvirtModule
@@ -231,15 +231,7 @@ ARGUMENT_SPEC = dict(
 
 def checked_options(module):
     params = module.params
-    problems = []
-    uris = {}
-    for index, entry in enumerate(params["hypervisors"]):
-        if not entry.get("name") or not entry.get("uri"):
-            problems.append("hypervisors[%d] needs a name and a uri" % index)
-        elif entry["name"] in uris:
-            problems.append("hypervisor %s is listed twice" % entry["name"])
-        else:
-            uris[str(entry["name"])] = str(entry["uri"])
+    uris, problems = hypervisor_uris(params["hypervisors"])
     unknown = [name for name in params["names"] if name not in uris]
     if unknown and not problems:
         problems.append("names %s are not among the hypervisors (%s)" % (", ".join(unknown), ", ".join(sorted(uris))))

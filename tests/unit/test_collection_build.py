@@ -45,10 +45,11 @@ def test_tarball_holds_the_collection_and_nothing_else(tarball):
 
 
 def test_tarball_stays_small(tarball):
-    assert tarball.stat().st_size < 200_000
+    # a guard against shipping the lab, tests or data by accident, with room for the code to grow
+    assert tarball.stat().st_size < 300_000
 
 
-FLEET_MODULES = {"kvmops.virt.hypervisor_maintenance"}
+FLEET_MODULES = {"kvmops.virt.hypervisor_maintenance", "kvmops.virt.rebalance_plan"}
 
 
 def test_ansible_doc_renders_every_module_with_the_shared_options(ansible_env):

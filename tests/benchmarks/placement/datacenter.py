@@ -13,7 +13,8 @@ experiments (Beloglazov & Buyya 2012) so figures compare with theirs.
   "enforced" counts it always, as a real hypervisor must.
 
 The policy decides every 300 s; between decisions the state is integrated in ``substep``-second
-steps (10 s by default) for energy, overload time and PDM.
+steps (10 s by default) for energy and overload time; the PDM of each migration is integrated
+to the second when it starts.
 """
 
 import csv
@@ -156,8 +157,18 @@ class Simulation:  # pylint: disable=too-many-instance-attributes
                 self.migration_end[vm] = start + duration
                 self.last_migrated[vm] = start
                 self.figures["migrations"] += 1
+                self.figures["lost"] += MIGRATION_LOSS * self._asked(vm, start, start + duration)
                 end = max(end, start + duration)
             start = end
+
+    def _asked(self, vm, start, end):
+        """MIPS-seconds a VM asks for between two times (exact to the second: demand is linear
+        between samples, and zero from its end on)."""
+        moments = numpy.arange(start, end, 1.0) + 0.5
+        seconds = numpy.minimum(numpy.full(len(moments), 1.0), end - (moments - 0.5))
+        util = numpy.interp(moments / STEP_SECONDS, numpy.arange(self.trace.samples), self.trace.util[vm])
+        util[moments >= self.trace.end[vm] * STEP_SECONDS] = 0.0
+        return float(numpy.sum(util * seconds)) * self.trace.mips[vm]
 
     def _integrate(self, sample):
         trace, hosts, step = self.trace, self.hosts, self.substep
@@ -189,7 +200,6 @@ class Simulation:  # pylint: disable=too-many-instance-attributes
             self.figures["active_s"] += float(numpy.sum(active)) * step
             self.figures["overload_s"] += float(numpy.sum(active & (load > capacity * (1 + 1e-9)))) * step
             self.figures["demand"] += float(numpy.sum(demand)) * step
-            self.figures["lost"] += float(numpy.sum(demand[moving])) * MIGRATION_LOSS * step
         # migrations still running at the next decision go on; the policy sees them in flight
 
     def report(self):
