@@ -59,7 +59,7 @@ def percentile(values, rank):
 class Unit:  # pylint: disable=too-few-public-methods,too-many-instance-attributes
     """Guests that move together (one affinity group on one host, or one guest)."""
 
-    __slots__ = ("members", "host", "label", "cpu", "cpu_now", "memory", "vcpus", "anti", "cost", "blocked")
+    __slots__ = ("members", "host", "label", "cpu", "memory", "vcpus", "anti", "cost", "blocked")
 
     def __init__(self, state, members, host):
         self.members = members
@@ -68,7 +68,6 @@ class Unit:  # pylint: disable=too-few-public-methods,too-many-instance-attribut
         group = state.guests[members[0]].affinity_group
         self.label = names[0] if len(members) == 1 else "%s (affinity group %s)" % (", ".join(names), group)
         self.cpu = sum(state.guest_cpu[index] for index in members)
-        self.cpu_now = sum(state.guests[index].cpu_cores for index in members)
         self.memory = sum(state.guests[index].memory_mb for index in members)
         self.vcpus = sum(state.guests[index].vcpus for index in members)
         self.anti = sorted({state.guests[index].anti_affinity_group for index in members} - {None})

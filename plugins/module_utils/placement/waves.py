@@ -27,14 +27,15 @@ from ansible_collections.kvmops.virt.plugins.module_utils.placement.state import
 class _Ledger:
     """Per host: what arrives in which wave and what leaves in which wave."""
 
-    def __init__(self):
+    def __init__(self, start):
+        self.start = start  # (cpu, memory, vcpus) per host before the first wave
         self.arriving = {}  # host -> list of (wave, cpu, memory, vcpus)
         self.leaving = {}
 
-    def load(self, state, host, wave):
+    def load(self, host, wave):
         """The host's (cpu, memory, vcpus) during ``wave``: all arrived or arriving by then,
         minus what left in earlier waves."""
-        cpu, memory, vcpus = (values[host] for values in state.wave_start)
+        cpu, memory, vcpus = (values[host] for values in self.start)
         for when, add_cpu, add_memory, add_vcpus in self.arriving.get(host, ()):
             if when <= wave:
                 cpu, memory, vcpus = cpu + add_cpu, memory + add_memory, vcpus + add_vcpus
@@ -62,8 +63,7 @@ def assign_waves(state):
             cpu[move.destination] += state.guest_cpu[guest]
             memory[move.destination] += state.guests[guest].memory_mb
             vcpus[move.destination] += state.guests[guest].vcpus
-    state.wave_start = (cpu, memory, vcpus)
-    ledger, last_wave_to, counts, assigned = _Ledger(), {}, {}, [(move, 0) for move in placed]
+    ledger, last_wave_to, counts, assigned = _Ledger((cpu, memory, vcpus)), {}, {}, [(move, 0) for move in placed]
     first_open = 1  # waves before it are full overall: no need to try them again
     for move in state.moves:
         if move.source is None:
@@ -90,7 +90,7 @@ def _fits(state, ledger, counts, move, wave, size, settings):
         running = counts.get((wave,) + key, 0)
         if running and running + size > limit:
             return False
-    cpu, memory, vcpus = ledger.load(state, move.destination, wave)
+    cpu, memory, vcpus = ledger.load(move.destination, wave)
     unit, host = move.unit, move.destination
     return (cpu + unit.cpu <= state.cpu_dest[host] + EPSILON and memory + unit.memory <= state.memory_cap[host] + EPSILON
             and vcpus + unit.vcpus <= state.vcpu_cap[host] + EPSILON)
