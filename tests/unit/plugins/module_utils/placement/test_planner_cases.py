@@ -57,8 +57,8 @@ def test_fewest_moves_when_no_single_guest_is_enough():
 
 
 def test_memory_hot_spot():
-    snapshot = dict(hosts=[host("a"), host("b")], guests=[guest("m1", "a", 0.1, memory_mb=4096),
-                                                         guest("m2", "a", 0.1, memory_mb=3584)])
+    snapshot = dict(hosts=[host("a"), host("b")],
+                    guests=[guest("m1", "a", 0.1, memory_mb=4096), guest("m2", "a", 0.1, memory_mb=3584)])
     result = planned(snapshot)
     assert moves(result) == [("m2", "a", "b", 1)]
     assert "memory 94% above memory_high 90%" in result["plan"][0]["reason"]
