@@ -47,7 +47,7 @@ options:
       - The hypervisors to gather the fleet from, each with a C(name) and a libvirt C(uri)
         (the same form as the inventory plugin's O(kvmops.virt.libvirt#inventory:hypervisors)).
       - Running and paused guests count; a hypervisor that does not answer is left out
-        (neither source nor destination) and listed in RV(summary.unreachable).
+        (neither source nor destination) and listed in C(summary.unreachable).
       - Exactly one of O(hypervisors) and O(snapshot) is required.
     type: list
     elements: dict

@@ -115,8 +115,8 @@ class FleetState:  # pylint: disable=too-many-instance-attributes
         self.cpu_now = [0.0] * count
         self.memory = [0.0] * count
         self.vcpus = [0] * count
-        self.members = [[] for _ in range(count)]
-        self.anti = [{} for _ in range(count)]
+        self.members = [[] for _host in range(count)]
+        self.anti = [{} for _host in range(count)]
         self.received = [False] * count
         self.emptied = set()
         now = time.time() if settings.now is None else settings.now
@@ -300,7 +300,8 @@ class FleetState:  # pylint: disable=too-many-instance-attributes
 
     def revert(self, move):
         """Undo the last applied move (moves are undone newest first)."""
-        assert self.moves[-1] is move
+        if self.moves[-1] is not move:
+            raise AssertionError("moves are undone newest first")
         self.moves.pop()
         for guest in move.unit.members:
             self._remove(guest, move.destination)

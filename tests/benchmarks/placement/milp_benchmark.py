@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How close the planner's hot-spot relief comes to the fewest migrations possible.
 
     python tests/benchmarks/placement/milp_benchmark.py                 # 100 instances, 10 hosts x 60 guests
@@ -87,7 +86,7 @@ def fewest_moves(snapshot, settings):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--instances", type=int, default=100)
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--guests", type=int, default=60)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Replay days of PlanetLab traces through placement policies and print one row per day and policy.
 
     python tests/benchmarks/placement/trace_benchmark.py                       # both days, all policies
@@ -70,7 +69,7 @@ def table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--day", action="append", help="a day's CSV (default: every day in ../shared/data/planetlab)")
     parser.add_argument("--policy", action="append", choices=sorted(STRATEGIES), help="default: all")
     parser.add_argument("--memory-model", choices=("cloudsim", "enforced"), default="cloudsim")
