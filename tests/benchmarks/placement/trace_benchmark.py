@@ -12,6 +12,7 @@ published lowest-energy figure (163.5 kWh on 20110303).
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,11 @@ from ansible_collections.kvmops.virt.plugins.module_utils.placement.planner impo
 from datacenter import Simulation, Trace  # noqa: E402  pylint: disable=wrong-import-position
 from strategies import STRATEGIES, Planner  # noqa: E402  pylint: disable=wrong-import-position
 
-DAYS = sorted((REPO.parent / "shared" / "data" / "planetlab").glob("*.csv"))
+# the traces sit beside the project (../shared); a clone elsewhere finds them by the variable
+# or at the shared place of this machine
+TRACE_DIRS = [Path(os.environ["KVMOPS_PLANETLAB_DIR"])] if os.environ.get("KVMOPS_PLANETLAB_DIR") else []
+TRACE_DIRS += [REPO.parent / "shared" / "data" / "planetlab", Path("/work/shared/data/planetlab")]
+DAYS = next((sorted(folder.glob("*.csv")) for folder in TRACE_DIRS if sorted(folder.glob("*.csv"))), [])
 COLUMNS = (("day", "day", "%s"), ("policy", "policy", "%s"), ("memory", "memory_model", "%s"),
            ("energy kWh", "energy_kwh", "%.1f"), ("overload %", "overload_percent", "%.2f"),
            ("PDM %", "pdm_percent", "%.3f"), ("migrations", "migrations", "%d"),

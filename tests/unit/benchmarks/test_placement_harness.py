@@ -14,7 +14,9 @@ import trace_benchmark  # noqa: E402  pylint: disable=wrong-import-position
 from datacenter import Simulation, Trace  # noqa: E402  pylint: disable=wrong-import-position
 from strategies import NoMigration, ThresholdMmt  # noqa: E402  pylint: disable=wrong-import-position
 
-DAY = trace_benchmark.DAYS[0]
+
+def test_the_planetlab_days_are_found():
+    assert [day.stem for day in trace_benchmark.DAYS] == ["20110303", "20110306"], trace_benchmark.TRACE_DIRS
 
 
 def write_trace(tmp_path, rows):
@@ -66,7 +68,7 @@ def test_an_overloaded_host_counts_its_overload_time_and_a_migration_its_loss(tm
 
 
 def test_the_baselines_and_the_planner_on_the_start_of_a_real_day():
-    rows = {name: trace_benchmark.run(DAY, name, limit=300, samples=36) for name in ("none", "thr", "kvmops")}
+    rows = {name: trace_benchmark.run(trace_benchmark.DAYS[0], name, limit=300, samples=36) for name in ("none", "thr", "kvmops")}
     assert rows["none"]["migrations"] == 0
     assert rows["thr"]["migrations"] > rows["kvmops"]["migrations"] > 0
     assert rows["kvmops"]["energy_kwh"] < rows["none"]["energy_kwh"] / 2
