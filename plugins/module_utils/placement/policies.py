@@ -98,7 +98,7 @@ def relieve(state, host, placement, unresolved, allow_empty=True):
                 blocked[unit.label] = unit.blocked
             elif _coverage(unit, excess_cpu, excess_memory) <= EPSILON:
                 blocked[unit.label] = "moving it would not help: it uses %.2f cores and %d MiB" % (unit.cpu, unit.memory)
-            elif not state.budget_allows(unit):
+            elif not state.budget_allows(len(unit.members)):
                 blocked[unit.label] = "max_migrations (%d) reached" % state.settings.max_migrations
             else:
                 candidates.append(unit)
@@ -128,15 +128,14 @@ ROOM_UNITS = 8  # guests per such host it tries to move away
 def _make_room(state, unit, placement, reason):
     """Move one unit off a host that lacks room only for ``unit`` (CPU, memory or vCPUs), so that
     ``unit`` fits there; True when both moves are made."""
-    if state.settings.max_migrations is not None and \
-            state.migrations + len(unit.members) + 1 > state.settings.max_migrations:
+    if not state.budget_allows(len(unit.members) + 1):
         return False
     hosts = [host for host in state.pool if state.refusal(unit, host) in ("cpu", "memory", "vcpus")]
     hosts.sort(key=lambda host: (max(state.cpu[host] / state.cpus[host], state.memory[host] / state.memory_total[host]), host))
     for host in hosts[:ROOM_HOSTS]:
-        others = [other for other in state.units_on(host) if not other.blocked and state.budget_allows(other)]
+        others = [other for other in state.units_on(host) if not other.blocked and state.budget_allows(len(other.members))]
         for other in sorted(others, key=lambda other: (-other.cpu, other.cost, other.label))[:ROOM_UNITS]:
-            if state.migrations + len(other.members) + len(unit.members) > (state.settings.max_migrations or float("inf")):
+            if not state.budget_allows(len(other.members) + len(unit.members)):
                 continue
             target = state.destination(other, placement)
             if target is None or target == unit.host:
@@ -225,7 +224,7 @@ def balance(state, _unresolved, _extra):
         best, best_key = None, None
         for source in reversed(ordered[-BALANCE_CANDIDATES:]):
             for unit in state.units_on(source):
-                if unit.blocked or unit.cpu <= EPSILON or not state.budget_allows(unit):
+                if unit.blocked or unit.cpu <= EPSILON or not state.budget_allows(len(unit.members)):
                     continue
                 for destination in ordered[:BALANCE_CANDIDATES]:
                     if destination == source or state.refusal(unit, destination):
@@ -268,7 +267,7 @@ def consolidate(state, unresolved, extra):
         if blocked:
             kept.append(dict(host=state.hosts[host].name, reason="%s stays: %s" % (blocked[0].label, blocked[0].blocked)))
             continue
-        if settings.max_migrations is not None and state.migrations + len(state.members[host]) > settings.max_migrations:
+        if not state.budget_allows(len(state.members[host])):
             kept.append(dict(host=state.hosts[host].name, reason="max_migrations (%d) reached" % settings.max_migrations))
             continue
         reason = "consolidate: empty %s (CPU %.0f%% below cpu_low %g%%)" % (
@@ -297,7 +296,7 @@ def evacuate(state, unresolved, _extra):
             if unit.blocked:
                 blocked[unit.label] = unit.blocked
                 continue
-            if not state.budget_allows(unit):
+            if not state.budget_allows(len(unit.members)):
                 blocked[unit.label] = "max_migrations (%d) reached" % state.settings.max_migrations
                 continue
             destination = state.destination(unit, state.settings.placement)

@@ -312,6 +312,7 @@ class FleetState:  # pylint: disable=too-many-instance-attributes
         if move.source is not None:
             self.migrations -= len(move.unit.members)
 
-    def budget_allows(self, unit):
+    def budget_allows(self, guests):
+        """Whether ``guests`` more migrations stay within max_migrations."""
         limit = self.settings.max_migrations
-        return limit is None or self.migrations + len(unit.members) <= limit
+        return limit is None or self.migrations + guests <= limit
