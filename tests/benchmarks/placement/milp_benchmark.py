@@ -16,18 +16,10 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import highspy
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[2]))
-
-from lab.collection import collections_path  # noqa: E402  pylint: disable=wrong-import-position
-
-sys.path.insert(0, str(collections_path()))
-
-from ansible_collections.kvmops.virt.plugins.module_utils.placement.planner import plan  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from collection_planner import plan
 
 SETTINGS = dict(cpu_high=80.0, memory_high=90.0, max_migrations=0, now=0, cpu_overcommit=8.0)
 

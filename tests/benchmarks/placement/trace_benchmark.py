@@ -16,18 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))
-
-from lab.collection import collections_path  # noqa: E402  pylint: disable=wrong-import-position
-
-sys.path.insert(0, str(collections_path()))
-
-from ansible_collections.kvmops.virt.plugins.module_utils.placement.planner import plan  # noqa: E402  pylint: disable=wrong-import-position,import-error
-from datacenter import Simulation, Trace  # noqa: E402  pylint: disable=wrong-import-position
-from strategies import STRATEGIES, Planner  # noqa: E402  pylint: disable=wrong-import-position
+from collection_planner import REPO, plan
+from datacenter import Simulation, Trace
+from strategies import STRATEGIES, Planner
 
 # the traces sit beside the project (../shared); a clone elsewhere finds them by the variable
 # or at the shared place of this machine
