@@ -45,9 +45,11 @@ def assert_no_gap(log, since, seconds_between=2.5):
     ticks = log.ticks(since)
     assert len(ticks) >= 2, f"too few ticks to judge: {ticks}"
     numbers = [tick.number for tick in ticks]
-    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), f"tick numbers jump: {numbers}"
+    # what the guest printed, so a failure shows a reboot or a kernel message, not only numbers
+    printed = log.text(since)[-3000:]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), f"tick numbers jump: {numbers}\n{printed}"
     gaps = [later.uptime - earlier.uptime for earlier, later in zip(ticks, ticks[1:])]
-    assert max(gaps) < seconds_between, f"the guest's ticks paused: {gaps}"
+    assert max(gaps) < seconds_between, f"the guest's ticks paused: {gaps}\n{printed}"
 
 
 @pytest.fixture
