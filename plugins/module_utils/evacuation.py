@@ -8,16 +8,17 @@
 This is an internal part of the kvmops.virt collection; its API may change between
 releases without notice.
 
-The placement here is the interim rule the maintenance issue asks for until the planner
-exists: biggest guests first, each to the host that keeps the most memory free after it
-(spreading them), never above a host's memory (minus a reserve) or its vCPUs times the
-over-commit ratio, never onto a host in maintenance or unreachable. A guest tagged
-``migratable: false`` stays and is reported, as is one that fits nowhere.
+Where guests go is the placement planner's ``evacuate`` policy (biggest first, each where
+the fleet stays most evenly loaded), over a fleet whose destinations each keep
+``memory_reserve`` for themselves: never above a host's memory less that reserve, its vCPUs
+times the over-commit ratio or ``cpu_target`` of its CPU, never onto a host in maintenance
+or unreachable, affinity groups together, anti-affinity groups apart. What cannot leave
+(``migratable: false``, no host has room) is reported with the planner's reason.
 
 The drain runs the moves in threads under three limits: overall, per source and per
 destination. A move that fails with the guest verified still on its source is retried once
-on another host that has room; one that fails any other way is not (its message says
-where the guest is).
+on the host the planner picks when the failed one is left out; one that fails any other way
+is not (its message says where the guest is).
 """
 
 from __future__ import annotations
@@ -27,88 +28,53 @@ import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_move import MOVE_DEFAULTS, GuestMove, MoveFailed
-from ansible_collections.kvmops.virt.plugins.module_utils.sizes import approximate_size
+from ansible_collections.kvmops.virt.plugins.module_utils.placement.planner import plan
+from ansible_collections.kvmops.virt.plugins.module_utils.placement.snapshot import from_fleet
 
 MIB = 1024 * 1024
 
 
-class Room:
-    """What one hypervisor can still take: memory in bytes and vCPUs."""
+class DrainPlan:
+    """Where the running guests of ``draining`` go: ``moves`` (guest, source, destination,
+    reason) and ``stays`` (guest, source, reason); ``elsewhere`` finds a retry's host."""
 
-    def __init__(self, name, memory, vcpus):
-        self.name = name
-        self.memory = memory
-        self.vcpus = vcpus
+    def __init__(self, fleet, draining, cpu_overcommit=4.0, memory_reserve=1024 * MIB, cpu_target=100.0):
+        self.snapshot = from_fleet(fleet)
+        for host in self.snapshot["hosts"]:
+            if host.get("reachable", True):
+                # the planner caps memory at a share of the host's: the reserve comes off the host
+                host["memory_mb"] = max(host["memory_mb"] - memory_reserve / MIB, 1.0)
+        self.settings = dict(drain=list(draining), cpu_overcommit=cpu_overcommit, memory_overcommit=1.0,
+                             memory_high=100.0, cpu_high=cpu_target, max_migrations=0)
+        result = plan(self.snapshot, "evacuate", **self.settings)
+        self.moves = [dict(guest=move["guest"], source=move["source"], destination=move["destination"],
+                           reason=move["reason"]) for move in result["plan"]]
+        self.stays = [dict(guest=item["guest"], source=explanation["host"], reason=item["reason"])
+                      for explanation in result["unresolved"] for item in explanation["guests"]]
+        self._destination = {move["guest"]: move["destination"] for move in self.moves}
+        self._failed_on = {}
 
-    def fits(self, guest):
-        return self.memory >= (guest["memory"] or 0) and self.vcpus >= (guest["vcpus"] or 0)
-
-    def take(self, guest):
-        self.memory -= guest["memory"] or 0
-        self.vcpus -= guest["vcpus"] or 0
-
-    def give_back(self, guest):
-        self.memory += guest["memory"] or 0
-        self.vcpus += guest["vcpus"] or 0
-
-
-def rooms(fleet, excluded, cpu_overcommit=4.0, memory_reserve=1024 * MIB):
-    """name -> Room for every reachable hypervisor of the snapshot that may receive guests."""
-    found = {}
-    for hypervisor in fleet:
-        host = hypervisor.get("host")
-        if not hypervisor["reachable"] or hypervisor["name"] in excluded or (host or {}).get("maintenance"):
-            continue
-        found[hypervisor["name"]] = Room(
-            hypervisor["name"], host["memory_total"] - host["memory_allocated"] - memory_reserve,
-            int(host["logical_cpus"] * cpu_overcommit) - host["vcpus_allocated"])
-    return found
-
-
-def choose(guest, room_by_name, excluded=()):
-    """The room that keeps the most memory free after taking the guest (name order on ties)."""
-    candidates = [room for name, room in sorted(room_by_name.items()) if name not in excluded and room.fits(guest)]
-    # max() keeps the first of equals, so ties go by name
-    return max(candidates, key=lambda room: room.memory, default=None)
-
-
-def plan_drain(fleet, draining, cpu_overcommit=4.0, memory_reserve=1024 * MIB):
-    """(moves, stays, rooms): moves are dicts guest, uuid, source, destination, memory, vcpus;
-    stays are dicts guest, source, reason; rooms what each receiving host has left after the
-    plan (a retry takes from it). Stopped guests are not moved (and not listed)."""
-    room_by_name = rooms(fleet, set(draining), cpu_overcommit, memory_reserve)
-    moves, stays = [], []
-    by_name = {hypervisor["name"]: hypervisor for hypervisor in fleet}
-    guests = [guest for name in draining for guest in by_name[name]["guests"]
-              if guest["state"] in ("running", "paused")]
-    for guest in sorted(guests, key=lambda guest: (-(guest["memory"] or 0), guest["name"])):
-        if (guest.get("tags") or {}).get("migratable") is False:
-            stays.append(dict(guest=guest["name"], source=guest["hypervisor"], reason="pinned (tag migratable=false)"))
-            continue
-        room = choose(guest, room_by_name)
-        if room is None:
-            stays.append(dict(guest=guest["name"], source=guest["hypervisor"], reason=no_room_reason(guest, room_by_name)))
-            continue
-        room.take(guest)
-        moves.append(dict(guest=guest["name"], uuid=guest["uuid"], source=guest["hypervisor"],
-                          destination=room.name, memory=guest["memory"] or 0, vcpus=guest["vcpus"] or 0))
-    return moves, stays, room_by_name
-
-
-def no_room_reason(guest, room_by_name):
-    if not room_by_name:
-        return "no host may receive it (every other host is unreachable or in maintenance)"
-    best = max(room_by_name.values(), key=lambda room: room.memory)
-    return ("no host has room for %s and %d vCPUs (most room: %s with %s and %d vCPUs)"
-            % (approximate_size(guest["memory"] or 0), guest["vcpus"] or 0, best.name,
-               approximate_size(max(best.memory, 0)), max(best.vcpus, 0)))
+    def elsewhere(self, guest, failed):
+        """Another host for ``guest``, whose move to ``failed`` did not happen (it is still on
+        its source), with the other planned moves counted where they go; None when none has room."""
+        self._failed_on.setdefault(guest, set()).add(failed)
+        self._destination.pop(guest, None)
+        guests = [dict(record, host=self._destination.get(record["name"], record["host"]))
+                  for record in self.snapshot["guests"]]
+        result = plan(dict(self.snapshot, guests=guests), "evacuate",
+                      **dict(self.settings, exclude=sorted(self._failed_on[guest])))
+        for move in result["plan"]:
+            if move["guest"] == guest:
+                self._destination[guest] = move["destination"]
+                return move["destination"]
+        return None
 
 
 class Drain:  # pylint: disable=too-many-instance-attributes
     """Runs planned moves under the three limits, with one retry elsewhere."""
 
     def __init__(self, uris, connection_options, move_options=None, max_parallel=2, max_per_source=2,
-                 max_per_destination=1, retry=True, room_by_name=None):
+                 max_per_destination=1, retry=True, elsewhere=None):
         self.uris = uris  # hypervisor name -> URI
         self.connection_options = connection_options
         self.move_options = dict(MOVE_DEFAULTS, **(move_options or {}))
@@ -116,7 +82,7 @@ class Drain:  # pylint: disable=too-many-instance-attributes
         self.max_per_source = max_per_source
         self.max_per_destination = max_per_destination
         self.retry = retry
-        self.room_by_name = room_by_name or {}
+        self.elsewhere = elsewhere  # (guest, failed destination) -> another destination or None
         self.reports = []
         self._lock = threading.Condition()
         self._running = []  # moves in flight
@@ -183,17 +149,12 @@ class Drain:  # pylint: disable=too-many-instance-attributes
     def _retry_elsewhere(self, move, attempt):
         placement = attempt.get("placement") or {}
         stayed = (placement.get("source", {}).get("active") and not placement.get("destination", {}).get("active"))
-        if not (self.retry and stayed and len(move["attempts"]) == 1):
+        if not (self.retry and stayed and len(move["attempts"]) == 1 and self.elsewhere):
             return False
-        guest = dict(name=move["guest"], memory=move["memory"], vcpus=move["vcpus"])
-        failed = self.room_by_name.get(move["destination"])
-        if failed is not None:
-            failed.give_back(guest)
-        room = choose(guest, self.room_by_name, excluded=(move["destination"],))
-        if room is None:
+        destination = self.elsewhere(move["guest"], move["destination"])
+        if destination is None:
             return False
-        room.take(guest)
-        move["destination"] = room.name
+        move["destination"] = destination
         return True
 
     @staticmethod

@@ -19,12 +19,15 @@ description:
     (C(kvm_maintenance)), the planner, the event sources and any other controller see it,
     and nothing places a guest there while it is set. See the inventory plugin's docs for
     where exactly it lives.
-  - Where each guest goes - biggest guests first, each to the host that keeps the most
-    memory free after it, never above its memory (less O(memory_reserve)) or its vCPUs
-    times O(cpu_overcommit), never to a host in maintenance or unreachable.
-  - Guests that cannot move (tag C(migratable=false), or no host has room) are listed; a
-    move that fails with the guest still on its source is retried once on another host. The
-    hypervisor stays in maintenance, and the task fails unless O(allow_partial=true).
+  - Where each guest goes is the placement planner's C(evacuate) policy (see
+    P(kvmops.virt.rebalance_plan#module)) - biggest guests first, each where the fleet stays
+    most evenly loaded, never above a host's memory (less O(memory_reserve)), its vCPUs
+    times O(cpu_overcommit) or O(cpu_target) of its CPU, never to a host in maintenance or
+    unreachable; affinity groups move together and anti-affinity groups stay apart.
+  - Guests that cannot move (tag C(migratable=false), or no host has room) are listed with
+    the planner's reason; a move that fails with the guest still on its source is retried
+    once on the host the planner picks without the failed one. The hypervisor stays in
+    maintenance, and the task fails unless O(allow_partial=true).
   - Stopped guests stay (their definitions are listed in RV(stopped)).
 author:
   - kvmops.virt developers (@kvmops)
@@ -71,6 +74,16 @@ options:
     description: Memory each destination keeps for itself, never given to guests (C(2 GiB), or MiB as a number).
     type: str
     default: 1 GiB
+  cpu_target:
+    description: CPU load in percent (the guests' measured use over its cores) no destination may pass.
+    type: float
+    default: 100
+  sample_seconds:
+    description:
+      - Seconds over which the guests' CPU use is measured before planning; V(0) plans on
+        memory and vCPUs alone.
+    type: float
+    default: 2
   retry:
     description: Retry a failed move once on another hypervisor with room.
     type: bool
@@ -185,7 +198,7 @@ stopped:
   type: list
   elements: str
 plan:
-  description: Where each running guest was to go (C(guest), C(source), C(destination)); in check mode, what would happen.
+  description: Where each running guest was to go (C(guest), C(source), C(destination), C(reason)); in check mode, what would happen.
   returned: state=enter
   type: list
   elements: dict
@@ -206,11 +219,12 @@ import socket
 import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
-from ansible_collections.kvmops.virt.plugins.module_utils.evacuation import Drain, plan_drain
+from ansible_collections.kvmops.virt.plugins.module_utils.evacuation import Drain, DrainPlan
 from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fleet, hypervisor_uris
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_move import MIGRATION_ARGUMENT_SPEC
 from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import clear_mark, read_mark, write_mark
 from ansible_collections.kvmops.virt.plugins.module_utils.module import LibvirtModule
+from ansible_collections.kvmops.virt.plugins.module_utils.placement.snapshot import PlanError
 from ansible_collections.kvmops.virt.plugins.module_utils.sizes import parse_size
 
 ARGUMENT_SPEC = dict(
@@ -223,6 +237,8 @@ ARGUMENT_SPEC = dict(
     max_per_destination=dict(type="int", default=1),
     cpu_overcommit=dict(type="float", default=4.0),
     memory_reserve=dict(type="str", default="1 GiB"),
+    cpu_target=dict(type="float", default=100.0),
+    sample_seconds=dict(type="float", default=2.0),
     retry=dict(type="bool", default=True),
     allow_partial=dict(type="bool", default=False),
     migration=dict(type="dict", default={}, options=MIGRATION_ARGUMENT_SPEC),
@@ -238,8 +254,11 @@ def checked_options(module):
     for key in ("max_parallel", "max_per_source", "max_per_destination"):
         if params[key] < 1:
             problems.append("%s must be at least 1, got %d" % (key, params[key]))
-    if params["cpu_overcommit"] <= 0:
-        problems.append("cpu_overcommit must be positive, got %s" % params["cpu_overcommit"])
+    for key in ("cpu_overcommit", "cpu_target"):
+        if params[key] <= 0:
+            problems.append("%s must be positive, got %s" % (key, params[key]))
+    if params["sample_seconds"] < 0:
+        problems.append("sample_seconds must be 0 or more, got %s" % params["sample_seconds"])
     try:
         reserve = parse_size(params["memory_reserve"], "memory_reserve")
     except ValueError as error:
@@ -282,22 +301,21 @@ def enter_maintenance(module, uris, reserve, options):
     params = module.params
     names = params["names"]
     fleet = gather_fleet([dict(name=name, uri=uri) for name, uri in uris.items()], options,
-                         want_addresses=False)
+                         want_addresses=False, sample_seconds=params["sample_seconds"])
     down = ["%s (%s)" % (hypervisor["name"], hypervisor["error"]) for hypervisor in fleet
             if hypervisor["name"] in names and not hypervisor["reachable"]]
     if down:
         module.fail_json(msg="cannot drain a hypervisor that does not answer: %s" % "; ".join(down))
     before = {hypervisor["name"]: hypervisor["host"]["maintenance"] for hypervisor in fleet if hypervisor["name"] in names}
-    moves, stays, room_by_name = plan_drain(fleet, names, params["cpu_overcommit"], reserve)
+    drain_plan = DrainPlan(fleet, names, params["cpu_overcommit"], reserve, params["cpu_target"])
+    moves = drain_plan.moves
     stopped = sorted(guest["name"] for hypervisor in fleet if hypervisor["name"] in names
                      for guest in hypervisor["guests"] if guest["state"] not in ("running", "paused"))
     reason = params["reason"]
     remark = [name for name in names
               if before[name] is None or (reason is not None and before[name].get("reason") != reason)]
     result = dict(changed=bool(moves) or bool(remark),
-                  plan=[dict(guest=move["guest"], source=move["source"], destination=move["destination"])
-                        for move in moves],
-                  stayed=stays, stopped=stopped, moved=[], failures=[], seconds=0.0,
+                  plan=moves, stayed=drain_plan.stays, stopped=stopped, moved=[], failures=[], seconds=0.0,
                   peak_concurrency=dict(overall=0, per_source=0, per_destination=0))
     if module.check_mode:
         result["marks"] = before
@@ -313,7 +331,7 @@ def enter_maintenance(module, uris, reserve, options):
     started = time.monotonic()
     drain = Drain(uris, options, move_options=params["migration"], max_parallel=params["max_parallel"],
                   max_per_source=params["max_per_source"], max_per_destination=params["max_per_destination"],
-                  retry=params["retry"], room_by_name=room_by_name)
+                  retry=params["retry"], elsewhere=drain_plan.elsewhere)
     reports = drain.run(moves)
     result.update(seconds=round(time.monotonic() - started, 2), peak_concurrency=drain.peak,
                   moved=[report for report in reports if report["moved"]],
@@ -343,6 +361,8 @@ def main():
             result = enter_maintenance(module, uris, reserve, options)
     except LibvirtOperationError as error:
         module.fail_json(msg=str(error), uri=error.uri, operation=error.operation, libvirt_error=error.detail)
+    except PlanError as error:
+        module.fail_json(msg="cannot plan the drain: %s" % error)
     module.exit_json(**result)
 
 

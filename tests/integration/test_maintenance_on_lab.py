@@ -100,7 +100,7 @@ def test_a_pinned_guest_stays_and_fails_the_run_unless_partial(lab, run_module, 
     pinned = busy_guests[0]
     pin_guest("kvm1", pinned)
     result = drain(run_module, lab, ["kvm1"])
-    assert result.get("failed") and f"{pinned}: pinned (tag migratable=false)" in result["msg"], result
+    assert result.get("failed") and f"{pinned}: tagged migratable=false" in result["msg"], result
     assert mark_of(lab, "kvm1") is not None  # it stays in maintenance
     assert pinned in running_on(lab, "kvm1")
     partial = drain(run_module, lab, ["kvm1"], allow_partial=True)

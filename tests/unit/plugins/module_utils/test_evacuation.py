@@ -1,66 +1,79 @@
-"""Where a drain sends guests (the interim placement until the planner): pure functions over
-a fleet snapshot. Draining real hosts is tests/integration/test_maintenance_on_lab.py."""
+"""Where a drain sends guests (the planner's evacuate policy over a fleet snapshot with each
+host's memory reserve) and where a failed move is retried. Draining real hosts is
+tests/integration/test_maintenance_on_lab.py."""
 
-from ansible_collections.kvmops.virt.plugins.module_utils.evacuation import choose, plan_drain, rooms
+from ansible_collections.kvmops.virt.plugins.module_utils.evacuation import DrainPlan
 
 GIB = 1024 ** 3
 
 
 def hypervisor(name, guests, memory_gib=16, cpus=4, maintenance=None, reachable=True):
-    running = [guest for guest in guests if guest["state"] in ("running", "paused")]
-    host = dict(memory_total=memory_gib * GIB, memory_allocated=sum(guest["memory"] for guest in running),
-                logical_cpus=cpus, vcpus_allocated=sum(guest["vcpus"] for guest in running), maintenance=maintenance)
+    host = dict(memory_total=memory_gib * GIB, logical_cpus=cpus, maintenance=maintenance)
     for guest in guests:
         guest["hypervisor"] = name
     return dict(name=name, reachable=reachable, host=host if reachable else None, guests=guests if reachable else [])
 
 
-def guest(name, memory_gib=2, vcpus=2, state="running", tags=None):
-    return dict(name=name, uuid="uuid-" + name, memory=int(memory_gib * GIB), vcpus=vcpus, state=state, tags=tags or {})
+def guest(name, memory_gib=2, vcpus=2, state="running", tags=None, cpu_cores=0.0):
+    return dict(name=name, uuid="uuid-" + name, memory=int(memory_gib * GIB), vcpus=vcpus, state=state, tags=tags or {},
+                cpu_cores=cpu_cores)
+
+
+def destinations(drain):
+    return [(move["guest"], move["destination"]) for move in drain.moves]
 
 
 def test_guests_spread_biggest_first_and_stopped_ones_stay():
     fleet = [hypervisor("kvm1", [guest("a", 4), guest("b", 2), guest("c", 1), guest("off", 8, state="stopped")]),
              hypervisor("kvm2", []), hypervisor("kvm3", [guest("x", 2)])]
-    moves, stays, _rooms = plan_drain(fleet, ["kvm1"])
-    assert [(move["guest"], move["destination"]) for move in moves] == [("a", "kvm2"), ("b", "kvm3"), ("c", "kvm2")]
-    assert stays == []
+    drain = DrainPlan(fleet, ["kvm1"])
+    assert destinations(drain) == [("a", "kvm2"), ("b", "kvm3"), ("c", "kvm2")]
+    assert drain.stays == [] and all(move["reason"] == "evacuate kvm1" for move in drain.moves)
 
 
-def test_pinned_guests_and_guests_without_room_stay_with_a_reason():
+def test_pinned_guests_and_guests_without_room_stay_with_the_planners_reason():
     fleet = [hypervisor("kvm1", [guest("pinned", tags={"migratable": False}), guest("huge", 30)]),
              hypervisor("kvm2", [], memory_gib=16)]
-    moves, stays, _rooms = plan_drain(fleet, ["kvm1"])
-    assert moves == []
-    reasons = {stay["guest"]: stay["reason"] for stay in stays}
-    assert reasons["pinned"] == "pinned (tag migratable=false)"
-    assert reasons["huge"].startswith("no host has room for 30 GiB and 2 vCPUs (most room: kvm2 with 15 GiB")
+    drain = DrainPlan(fleet, ["kvm1"])
+    assert drain.moves == []
+    reasons = {stay["guest"]: stay["reason"] for stay in drain.stays}
+    assert reasons["pinned"] == "tagged migratable=false"
+    assert reasons["huge"].startswith("no host can take it (0.00 cores, 30720 MiB, 2 vCPUs): memory would pass")
+    assert {stay["source"] for stay in drain.stays} == {"kvm1"}
 
 
 def test_hosts_in_maintenance_unreachable_or_draining_receive_nothing():
     fleet = [hypervisor("kvm1", [guest("a")]), hypervisor("kvm2", [guest("b")]),
              hypervisor("kvm3", [], maintenance=dict(since=1, reason="x", by="y")),
              hypervisor("kvm4", [], reachable=False), hypervisor("kvm5", [])]
-    moves, _stays, _rooms = plan_drain(fleet, ["kvm1", "kvm2"])
-    assert {move["destination"] for move in moves} == {"kvm5"}
-    assert set(rooms(fleet, {"kvm1"})) == {"kvm2", "kvm5"}
-    moves, stays, _rooms = plan_drain(fleet[:4], ["kvm1", "kvm2"])
-    assert moves == [] and stays[0]["reason"].startswith("no host may receive it")
+    assert {destination for _guest, destination in destinations(DrainPlan(fleet, ["kvm1", "kvm2"]))} == {"kvm5"}
+    nowhere = DrainPlan(fleet[:4], ["kvm1", "kvm2"])
+    assert nowhere.moves == [] and len(nowhere.stays) == 2
+    assert "in maintenance on 1 host" in nowhere.stays[0]["reason"] and "unreachable on 1 host" in nowhere.stays[0]["reason"]
 
 
 def test_vcpus_limit_by_overcommit_and_memory_keeps_the_reserve():
     fleet = [hypervisor("kvm1", [guest("wide", 1, vcpus=9)]), hypervisor("kvm2", [], cpus=2)]
-    assert plan_drain(fleet, ["kvm1"], cpu_overcommit=4.0)[0] == []  # 2 x 4 = 8 vCPUs < 9
-    assert len(plan_drain(fleet, ["kvm1"], cpu_overcommit=5.0)[0]) == 1
+    assert DrainPlan(fleet, ["kvm1"], cpu_overcommit=4.0).moves == []  # 2 x 4 = 8 vCPUs < 9
+    assert len(DrainPlan(fleet, ["kvm1"], cpu_overcommit=5.0).moves) == 1
     tight = [hypervisor("kvm1", [guest("g", 15.5)]), hypervisor("kvm2", [], memory_gib=16)]
-    assert plan_drain(tight, ["kvm1"])[0] == []  # 16 GiB less the 1 GiB reserve leaves 15 GiB
-    assert len(plan_drain(tight, ["kvm1"], memory_reserve=0)[0]) == 1
+    assert DrainPlan(tight, ["kvm1"]).moves == []  # 16 GiB less the 1 GiB reserve leaves 15 GiB
+    assert len(DrainPlan(tight, ["kvm1"], memory_reserve=0).moves) == 1
 
 
-def test_a_retry_takes_another_host_with_room():
-    fleet = [hypervisor("kvm1", [guest("a", 4)]), hypervisor("kvm2", []), hypervisor("kvm3", [], memory_gib=8)]
-    room_by_name = rooms(fleet, {"kvm1"})
-    first = choose(dict(memory=4 * GIB, vcpus=2), room_by_name)
-    assert first.name == "kvm2"
-    assert choose(dict(memory=4 * GIB, vcpus=2), room_by_name, excluded=("kvm2",)).name == "kvm3"
-    assert choose(dict(memory=8 * GIB, vcpus=2), room_by_name, excluded=("kvm2",)) is None
+def test_measured_cpu_keeps_destinations_below_the_target():
+    fleet = [hypervisor("kvm1", [guest("busy", cpu_cores=2.0)]), hypervisor("kvm2", [guest("x", cpu_cores=2.5)]),
+             hypervisor("kvm3", [guest("y", cpu_cores=1.0)])]
+    assert destinations(DrainPlan(fleet, ["kvm1"])) == [("busy", "kvm3")]  # 3 of 4 cores; kvm2 would reach 4.5
+    assert destinations(DrainPlan(fleet, ["kvm1"], cpu_target=50)) == []
+
+
+def test_a_retry_goes_where_the_planner_says_without_the_failed_host():
+    fleet = [hypervisor("kvm1", [guest("a", 4), guest("b", 4)]), hypervisor("kvm2", [], memory_gib=12),
+             hypervisor("kvm3", [], memory_gib=8), hypervisor("kvm4", [], memory_gib=6)]
+    drain = DrainPlan(fleet, ["kvm1"])
+    assert destinations(drain) == [("a", "kvm2"), ("b", "kvm3")]
+    # a's move to kvm2 failed: kvm3 already takes b (4 of its 7 GiB), so a goes to kvm4
+    assert drain.elsewhere("a", "kvm2") == "kvm4"
+    # and failed there too: kvm2 is out for a, kvm3 has 3 GiB left, kvm4 is out too
+    assert drain.elsewhere("a", "kvm4") is None

@@ -3,18 +3,8 @@
 
 import pytest
 
+from node_files import PINNED, node
 
-NODE_XML = """<node>
-  <cpu><mhz>3000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads>
-    <active>4</active></cpu>
-  <memory>16777216</memory>
-  {domains}
-</node>"""
-DOMAIN_XML = """<domain type="test">
-    <name>{name}</name><uuid>{uuid}</uuid>
-    <memory unit="MiB">{memory}</memory><vcpu>2</vcpu><os><type>hvm</type></os>
-    <metadata><kvmops:guest xmlns:kvmops="https://github.com/kvmops/kvmops.virt/1">{tags}</kvmops:guest></metadata>
-  </domain>"""
 
 SNAPSHOT = dict(hosts=[dict(name="a", cpus=4, memory_mb=8192), dict(name="b", cpus=4, memory_mb=8192)],
                 guests=[dict(name="g1", host="a", memory_mb=1024, cpu_cores=2.0),
@@ -46,18 +36,12 @@ def test_bad_input_fails_with_a_clear_message(run_module, args, message):
     assert result["failed"] and message in result["msg"], result["msg"]
 
 
-def node(tmp_path, name, domains):
-    path = tmp_path / ("%s.xml" % name)
-    path.write_text(NODE_XML.format(domains="\n".join(DOMAIN_XML.format(**domain) for domain in domains)))
-    return "test://%s" % path
-
-
 def test_the_fleet_is_gathered_from_the_hypervisors(run_module, tmp_path):
     hypervisors = [
         dict(name="k1", uri=node(tmp_path, "k1", [
             dict(name="web", uuid="6f1c3e4a-0000-4000-8000-000000000001", memory=2048, tags=""),
             dict(name="db", uuid="6f1c3e4a-0000-4000-8000-000000000002", memory=4096,
-                 tags='<kvmops:tag name="migratable" type="bool">false</kvmops:tag>')])),
+                 tags=PINNED)])),
         dict(name="k2", uri=node(tmp_path, "k2", [])),
         dict(name="gone", uri="qemu+tcp://127.0.0.1:1/system"),
     ]
