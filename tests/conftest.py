@@ -10,6 +10,7 @@ import importlib
 import io
 import json
 import os
+import runpy
 import socket
 import sys
 import threading
@@ -48,6 +49,26 @@ def run_module(name, args, check=False, diff=True):
 @pytest.fixture(name="run_module", scope="session")
 def run_module_fixture():
     return run_module
+
+
+EDA_PLUGINS = COLLECTIONS_PATH / "ansible_collections" / "kvmops" / "virt" / "extensions" / "eda" / "plugins"
+
+
+@pytest.fixture(name="eda_plugin", scope="session")
+def eda_plugin_fixture():
+    """eda_plugin("event_filter/alertmanager"): the plugin's globals, loaded from the installed
+    collection the way ansible-rulebook loads it (runpy.run_path): fresh state on each call."""
+    return lambda name: runpy.run_path(str(eda_plugin_path(name)))
+
+
+def eda_plugin_path(name):
+    """The installed file of an EDA plugin ("event_source/host_load")."""
+    return EDA_PLUGINS / (name + ".py")
+
+
+@pytest.fixture(name="eda_plugin_path", scope="session")
+def eda_plugin_path_fixture():
+    return eda_plugin_path
 
 
 @pytest.fixture(scope="session")

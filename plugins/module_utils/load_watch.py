@@ -79,6 +79,7 @@ class _HostState:  # pylint: disable=too-few-public-methods,too-many-instance-at
         self.overloaded_at = None  # when host_overloaded fired (None: not overloaded)
         self.repeats = 0
         self.last = None           # the last reading's figures
+        self.guest_cores = {}      # uuid -> cores each guest used in the last reading
         self.marked = False        # under maintenance at the last reading
         self.judged_from = None    # load counts from here: when the maintenance mark was seen gone
 
@@ -150,10 +151,12 @@ class LoadWatch:
         if before is None or since is None or now <= since:
             return None
         seconds = now - since
-        guests = []
+        guests, state.guest_cores = [], {}
         for guest in running:
             cpu_time, previous = guest.get("cpu_time"), before.get(guest["uuid"])
             cores = None if cpu_time is None or previous is None else max(cpu_time - previous, 0) / (seconds * 1e9)
+            if cores is not None:
+                state.guest_cores[guest["uuid"]] = round(cores, 3)
             guests.append(dict(name=guest["name"], cpu_cores=None if cores is None else round(cores, 3),
                                vcpus=guest.get("vcpus"), memory_mb=round((guest.get("memory") or 0) / MIB, 1)))
         cpus = host.get("logical_cpus") or 1
