@@ -220,6 +220,16 @@ class LabHost:
     def is_running(self):
         return self.pid() is not None
 
+    def kill(self, timeout=5.0):
+        """Kill libvirtd at once (SIGKILL, as a crash would); its guests' QEMUs run on."""
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while self.pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def _make_dirs(self):
         for sub in _PRIVATE_DIRS:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The inventory file that tells playbooks, the inventory plugin and rulebooks about the lab.
 
 Every hypervisor is a host of group ``kvm_hypervisors`` with ``libvirt_uri``: the variable
-the collection reads wherever it takes hypervisors from an inventory. The group's
+the collection reads wherever it takes hypervisors from an inventory. ``localhost`` is in
+group ``controller``, for rulebooks that run controller playbooks. The hypervisors'
 ``kvm_lab_*`` variables say where the lab guest's kernel, initrd and serial logs are, for
 playbooks that build lab guests with the collection's own modules.
 """
@@ -27,7 +28,11 @@ def inventory_document(specs, layout=None):
             "kvm_lab_initrd": str(layout.image_dir / "initrd.gz"),
             "kvm_lab_guest_logs": str(layout.guests_dir),
         }
-    return {"all": {"children": {"kvm_hypervisors": group}}}
+    # ansible-rulebook's run_playbook limits a playbook to the rulebook's hosts: the
+    # controller plays (rebalance) need localhost named in the inventory
+    controller = {"hosts": {"localhost": {"ansible_connection": "local",
+                                          "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}
+    return {"all": {"children": {"kvm_hypervisors": group, "controller": controller}}}
 
 
 def write_inventory(path, specs, layout=None):

@@ -19,8 +19,9 @@ is the memory of its running guests over its total.
 Events come only on transitions, each a dict with ``type``:
 
 - ``host_overloaded``: the host has been at or above ``cpu_high`` (or ``memory_high``) in
-  every reading for ``duration`` seconds. A single reading below ends the window, so a
-  spike shorter than ``duration`` never fires. With ``repeat_after`` set, a host still hot
+  every reading for ``duration`` seconds, counted from the first hot reading (so never
+  sooner than ``duration`` after the load rose). A single reading below ends the window,
+  so a spike shorter than ``duration`` never fires. With ``repeat_after`` set, a host still hot
   that long after the event fires again (``repeat`` counts), for rules that want to retry.
 - ``host_recovered``: an overloaded host is below ``cpu_low`` and ``memory_low`` (the gap
   between low and high is the hysteresis: nothing fires in it).
@@ -80,8 +81,6 @@ class _HostState:  # pylint: disable=too-few-public-methods,too-many-instance-at
         self.repeats = 0
         self.last = None           # the last reading's figures
         self.guest_cores = {}      # uuid -> cores each guest used in the last reading
-        self.marked = False        # under maintenance at the last reading
-        self.judged_from = None    # load counts from here: when the maintenance mark was seen gone
 
 
 class LoadWatch:
@@ -112,10 +111,8 @@ class LoadWatch:
         state.reachable = True
         reading = self._reading(hypervisor, state, now)
         if (hypervisor.get("host") or {}).get("maintenance"):
-            state.hot_since, state.marked = None, True
+            state.hot_since = None
             return events
-        if state.marked:
-            state.marked, state.judged_from = False, now
         if reading is None:
             state.hot_since = None
             return events
@@ -124,7 +121,9 @@ class LoadWatch:
         hot = reading["cpu_percent"] >= settings["cpu_high"] or reading["memory_percent"] >= settings["memory_high"]
         if hot:
             if state.hot_since is None:
-                state.hot_since = max(reading["since"], state.judged_from or reading["since"])
+                # from this reading on, not from the start of its interval: the load may have
+                # risen just before it, and the event must never come before `duration` of load
+                state.hot_since = now
             held = now - state.hot_since
             if state.overloaded_at is None and held >= settings["duration"]:
                 state.overloaded_at, state.repeats = now, 0

@@ -2,8 +2,6 @@
 counter showing no gap, and faults injected while they move. After each: the guest runs
 exactly once and is defined exactly once, on the expected host, and the module said so."""
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -182,15 +180,6 @@ def test_a_destination_without_the_memory_is_refused(lab, run_module, guest_name
     figures("fault: destination without enough memory", "1 run, guests lost 0, duplicates 0")
 
 
-def _kill_libvirtd(lab, host):
-    pid = lab.host(host).pid()
-    os.kill(pid, signal.SIGKILL)
-    for _attempt in range(100):
-        if lab.host(host).pid() is None:
-            return
-        time.sleep(0.05)
-
-
 def test_the_destination_daemon_killed_mid_migration(lab, run_module, busy_guest, figures):
     lab.set_load(busy_guest, dirty=64)
     for _attempt in range(2):
@@ -199,7 +188,7 @@ def test_the_destination_daemon_killed_mid_migration(lab, run_module, busy_guest
             run_module("migrate", migrate_args(lab, busy_guest, bandwidth=2, timeout=60))))
         worker.start()
         time.sleep(2)  # the migration is under way, copying at 2 MiB/s
-        _kill_libvirtd(lab, DESTINATION)
+        lab.host(DESTINATION).kill()
         lab.host(DESTINATION).start()  # as systemd would; the module waits for it to look again
         worker.join(120)
         (result,) = results
@@ -212,12 +201,12 @@ def test_the_destination_daemon_killed_mid_migration(lab, run_module, busy_guest
 def test_the_source_daemon_restarted_after_the_move(lab, run_module, busy_guest, figures):
     moved = run_module("migrate", migrate_args(lab, busy_guest))
     assert moved["moved"], moved
-    _kill_libvirtd(lab, SOURCE)
+    lab.host(SOURCE).kill()
     lab.host(SOURCE).start()
     assert_exactly_once(lab, busy_guest, DESTINATION)
     back = run_module("migrate", migrate_args(lab, busy_guest, source=DESTINATION, destination=SOURCE))
     assert back["moved"], back
-    _kill_libvirtd(lab, DESTINATION)
+    lab.host(DESTINATION).kill()
     lab.host(DESTINATION).start()
     assert_exactly_once(lab, busy_guest, SOURCE)
     figures("fault: source libvirtd killed and restarted after the move", "2 runs, guests lost 0, duplicates 0")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
-from guest_stats import cpu_percent
+from guest_stats import host_cpu_percent
 from playbook_runner import TEST_PLAYBOOKS, playbook_command, run_playbook
 
 HOSTS = ("kvm1", "kvm2", "kvm3")
@@ -33,15 +33,6 @@ def assert_each_runs_once(lab, names):
     where = placement(lab, names)
     assert all(len(hosts) == 1 for hosts in where.values()), where
     return {name: hosts[0] for name, hosts in where.items()}
-
-
-def host_cpu_percent(lab, host, names):
-    """CPU load of ``host`` from its guests' own counters (not the role's figures): the sum of
-    their use in cores over the host's cores, in percent."""
-    with LibvirtConnection(lab.host(host).spec.uri) as conn:
-        cores = conn.handle.getInfo()[2]
-        here = [domain.name() for domain in conn.handle.listAllDomains() if domain.isActive() and domain.name() in names]
-        return sum(cpu_percent(conn.handle, name, seconds=2) for name in here) / 100 / cores * 100
 
 
 @pytest.fixture

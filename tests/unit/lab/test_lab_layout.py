@@ -76,6 +76,7 @@ def test_inventory_lists_hypervisors_with_their_uri():
     assert list(hosts) == ["kvm1", "kvm2"]
     assert hosts["kvm2"]["libvirt_uri"] == "qemu+tcp://127.0.0.3/system"
     assert hosts["kvm2"]["ansible_connection"] == "local"
+    assert list(document["all"]["children"]["controller"]["hosts"]) == ["localhost"]
 
 
 def test_layout_honours_the_lab_dir_variable(monkeypatch, tmp_path):
