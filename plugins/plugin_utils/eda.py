@@ -12,6 +12,8 @@ releases without notice.
 
 from __future__ import annotations
 
+import os
+
 
 class SourceArgumentError(ValueError):
     """An event source argument that cannot be used; the message says which and why."""
@@ -48,6 +50,8 @@ def _from_inventory(path, group, uri_var):
     from ansible.inventory.manager import InventoryManager  # pylint: disable=import-outside-toplevel
     from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
 
+    if not os.path.exists(path):
+        raise SourceArgumentError("inventory %s does not exist" % path)
     manager = InventoryManager(loader=DataLoader(), sources=[path])
     if group not in manager.groups:
         raise SourceArgumentError("inventory %s has no group %s (groups: %s)"

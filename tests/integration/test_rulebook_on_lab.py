@@ -4,14 +4,21 @@ guest to the coolest host, kvm1 falls below cpu_high and recovers, and under the
 afterwards nothing moves again; a spike shorter than the window fires nothing; a hypervisor
 that dies and comes back is reported both ways while the engine runs on."""
 
+import json
+import secrets
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import libvirt
 import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from guest_stats import host_cpu_percent
+from lab.monitoring import Monitoring
 from rulebook_runner import RulebookRun
 
 HOSTS = ("kvm1", "kvm2", "kvm3")
@@ -158,3 +165,95 @@ def test_a_hypervisor_that_dies_and_comes_back(lab, eda_guests, rulebook):
         lab.host("kvm3").start()
     back = run.wait_for_event("host_reachable", "kvm3", timeout=30)
     assert back["at"] > gone["at"] and run.alive()
+
+
+WEBHOOK_PORT = 15000
+SHIPPED = Path(__file__).resolve().parents[2] / "extensions" / "eda" / "prometheus"
+
+
+def adapted(text, replacements):
+    """The shipped file with lab timings: each replacement must apply (the file's shape is tested too)."""
+    for old, new in replacements:
+        assert old in text, f"{old!r} is no longer in the shipped file"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+def monitoring(lab, tmp_path):
+    """Prometheus, Alertmanager and the exporters on the lab, with the shipped rules and route
+    at lab speed: threshold 40 %, `for` 10 s, a 10 s rate; Alertmanager re-sends every 10 s."""
+    token = secrets.token_hex(16)
+    token_file = tmp_path / "webhook.token"
+    token_file.write_text(token)
+    rules = adapted((SHIPPED / "kvmops-rules.yml").read_text(), [
+        ("[1m]", "[10s]"), ("kvm_host:cpu_percent > 80", "kvm_host:cpu_percent > 40"), ("for: 1m", "for: 10s")])
+    route = adapted((SHIPPED / "alertmanager.yml").read_text(), [
+        ("http://127.0.0.1:5000/alerts", f"http://127.0.0.1:{WEBHOOK_PORT}/alerts"),
+        ("/etc/alertmanager/kvmops-eda.token", str(token_file)),
+        ("group_wait: 10s", "group_wait: 1s"), ("group_interval: 1m", "group_interval: 2s"),
+        ("repeat_interval: 1h", "repeat_interval: 10s")])
+    stack = Monitoring(lab.layout, [host.spec for host in lab.running_hosts()])
+    stack.start(rules, route)
+    yield stack, token
+    stack.stop()
+
+
+def post_notification(token, alerts):
+    body = json.dumps(dict(version="4", status="firing", receiver="kvmops-eda", alerts=alerts)).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{WEBHOOK_PORT}/alerts", data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status
+
+
+def test_prometheus_alerts_rebalance_once_through_alertmanager(lab, eda_guests, monitoring, ansible_env, tmp_path,
+                                                               figures):
+    stack, token = monitoring
+    run = RulebookRun(ansible_env, lab, "kvmops.virt.rebalance_alertmanager",
+                      dict(VARIABLES, kvmops_webhook_port=WEBHOOK_PORT, kvmops_webhook_token=token), tmp_path)
+    try:
+        wait_for_port(WEBHOOK_PORT, run)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post_notification("wrong-token", [])
+        assert refused.value.code == 401
+        with PlacementWatch(lab, list(eda_guests)) as watch:
+            rise = time.time()
+            for name in ("it-eda-1", "it-eda-2"):
+                lab.set_load(name, load=BUSY)
+            overloaded = run.wait_for_event("host_overloaded", "kvm1", timeout=120)
+            assert overloaded["source"] == "alertmanager" and overloaded["uri"] == lab.host("kvm1").spec.uri
+            assert overloaded["at"] - rise >= 10, "fired before Prometheus's `for` window"
+            # the same notification again, as Alertmanager may send it: dropped by the filter
+            assert post_notification(token, [dict(status="firing", labels=overloaded["alert"]["labels"],
+                                                  annotations=overloaded["alert"]["annotations"],
+                                                  fingerprint=overloaded["alert"]["fingerprint"])]) == 200
+            run.wait_for(r"relieved|still hot", timeout=120)
+            [(first_move, moved, destination)] = watch.arrivals
+            assert destination == "kvm3" and watch.where()[moved] == {"kvm3"}
+            relieved_at = time.time()
+            measured = host_cpu_percent(lab, "kvm1", list(eda_guests))
+            assert measured < 40, f"kvm1 at {measured:.0f} % after the rebalance"
+            recovered = run.wait_for_event("host_recovered", "kvm1", timeout=90)
+            time.sleep(15)  # Alertmanager's re-sends (every 10 s) and the posted copy change nothing
+            assert watch.arrivals == [(first_move, moved, destination)], watch.arrivals
+        assert len(run.events("host_overloaded")) == 1 and run.text().count("PLAY [Rebalance the fleet]") == 1
+        assert run.alive()
+    finally:
+        run.stop()
+    figures("rulebook (Prometheus): load rise -> host_overloaded", f"{overloaded['at'] - rise:.1f} s "
+            "(for 10 s, rate over 10 s, scrape 2 s)")
+    figures("rulebook (Prometheus): load rise -> first migration start", f"{first_move - rise:.1f} s")
+    figures("rulebook (Prometheus): load rise -> kvm1 below cpu_high",
+            f"{relieved_at - rise:.1f} s (measured {measured:.0f} %; resolved alert at {recovered['at'] - rise:.1f} s)")
+
+
+def wait_for_port(port, run, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert run.alive(), run.text()[-4000:]
+        time.sleep(0.3)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s:\n{run.text()[-4000:]}")

@@ -52,7 +52,7 @@ def test_events_from_main_on_a_queue(eda_plugin, tmp_path, closed_port):
     (dict(hypervisors=[dict(name="a")]), "hypervisors[0] needs a name and a uri"),
     (dict(hypervisors=[dict(name="a", uri="test:///default")], interval=0), "interval must be above 0, got 0"),
     (dict(hypervisors=[dict(name="a", uri="test:///default")], cpu_low=95), "cpu_low (95.0) must be at least 0 and below"),
-    (dict(inventory="/nowhere/inventory.yml"), "inventory /nowhere/inventory.yml has no group kvm_hypervisors"),
+    (dict(inventory="/nowhere/inventory.yml"), "inventory /nowhere/inventory.yml does not exist"),
 ])
 def test_bad_arguments_stop_the_source_with_a_reason(eda_plugin, args, message):
     with pytest.raises(ValueError) as raised:

@@ -34,6 +34,8 @@ description:
     O(hypervisors) or O(inventory); without either, the label O(uri_label) gives it.
   - A notification that is not one, an alert without the label, or a host it does not know
     gives a warning in ansible-rulebook's log and no event. It never raises.
+  - ansible-rulebook does not template filter arguments (unlike source arguments): give
+    literal values.
   - Each event - C(type), C(host), C(uri), C(at), C(source) (V(alertmanager)), C(alert)
     (C(name), C(status), C(labels), C(annotations), C(starts_at), C(ends_at),
     C(fingerprint)), and C(cpu_percent) when the alert has a numeric C(value) annotation.
