@@ -84,7 +84,7 @@ def test_the_loop_outlives_a_reading_that_raises(eda_plugin, tmp_path, closed_po
     assert asyncio.run(first_event())["type"] == "fleet_snapshot" and len(readings) >= 2
 
 
-@pytest.mark.parametrize("plugin", ["event_source/host_load", "event_filter/alertmanager"])
+@pytest.mark.parametrize("plugin", ["event_source/host_load", "event_source/libvirt_events", "event_filter/alertmanager"])
 def test_the_plugin_loads_by_path_without_the_collection_on_sys_path(eda_plugin_path, plugin):
     code = ("import runpy, sys; found = runpy.run_path(sys.argv[1]); "
             "assert callable(found['main']) and 'DOCUMENTATION' in found; print('loaded')")
