@@ -33,13 +33,15 @@ MIGRATION_ARGUMENT_SPEC = dict(
     compressed=dict(type="bool", default=False),
     parallel_connections=dict(type="int"),
     copy_storage=dict(type="str", choices=["none", "all", "incremental"], default="none"),
+    unsafe=dict(type="bool", default=False),
     timeout=dict(type="float"),
 )
 
 # the migrate module's options with their defaults, for callers that set only some
 MOVE_DEFAULTS = dict(live=True, persistent=True, undefine_source=True, transport="p2p", p2p_uri=None, bandwidth=None,
                      max_downtime=None, auto_converge=False, postcopy=None, compressed=False,
-                     parallel_connections=None, copy_storage="none", timeout=None, force=False, verify=True)
+                     parallel_connections=None, copy_storage="none", unsafe=False, timeout=None, force=False,
+                     verify=True)
 
 
 def option_problems(params):
@@ -139,7 +141,7 @@ class GuestMove:
                                 undefine_source=params["undefine_source"], transport=params["transport"],
                                 auto_converge=params["auto_converge"], postcopy=params["postcopy"],
                                 compressed=params["compressed"], parallel_connections=params["parallel_connections"],
-                                copy_storage=params["copy_storage"])
+                                copy_storage=params["copy_storage"], unsafe=params["unsafe"])
         migration = Migration(found.domain, self.destination.handle, params["p2p_uri"] or self.destination.uri, flags,
                               migration_params(params["bandwidth"], params["parallel_connections"]),
                               transport=params["transport"], timeout=params["timeout"],

@@ -23,8 +23,9 @@ Events come only on transitions, each a dict with ``type``:
   sooner than ``duration`` after the load rose). A single reading below ends the window,
   so a spike shorter than ``duration`` never fires. With ``repeat_after`` set, a host still hot
   that long after the event fires again (``repeat`` counts), for rules that want to retry.
-- ``host_recovered``: an overloaded host is below ``cpu_low`` and ``memory_low`` (the gap
-  between low and high is the hysteresis: nothing fires in it).
+- ``host_recovered``: an overloaded host has been below ``cpu_low`` and ``memory_low`` in
+  every reading for ``recovery_duration`` seconds (default ``duration``; the gap between
+  low and high is the hysteresis: nothing fires in it).
 - ``host_unreachable`` / ``host_reachable``: the hypervisor stopped or started answering.
   Its load window starts again when it is back (counters across a gap say nothing).
 
@@ -39,7 +40,7 @@ import time
 MIB = 1024 * 1024
 
 DEFAULTS = dict(cpu_high=80.0, cpu_low=60.0, memory_high=90.0, memory_low=80.0, duration=60.0, top=5,
-                repeat_after=0.0)
+                repeat_after=0.0, recovery_duration=None)
 
 
 class WatchSettingsError(ValueError):
@@ -63,7 +64,9 @@ def watch_settings(**given):
             if not 0 <= settings[low] < settings[high]:
                 problems.append("%s (%s) must be at least 0 and below %s (%s)"
                                 % (low, settings[low], high, settings[high]))
-        for key in ("duration", "repeat_after", "top"):
+        if settings["recovery_duration"] is None:
+            settings["recovery_duration"] = settings["duration"]
+        for key in ("duration", "repeat_after", "top", "recovery_duration"):
             if settings[key] < 0:
                 problems.append("%s must be 0 or more, got %s" % (key, settings[key]))
     if problems:
@@ -77,6 +80,7 @@ class _HostState:  # pylint: disable=too-few-public-methods,too-many-instance-at
         self.counters = None       # uuid -> cpu_time (ns) at the last reading
         self.read_at = None
         self.hot_since = None      # start of the current run of hot readings
+        self.cool_since = None     # start of the current run of readings below the lows, once overloaded
         self.overloaded_at = None  # when host_overloaded fired (None: not overloaded)
         self.repeats = 0
         self.last = None           # the last reading's figures
@@ -120,6 +124,7 @@ class LoadWatch:
         settings = self.settings
         hot = reading["cpu_percent"] >= settings["cpu_high"] or reading["memory_percent"] >= settings["memory_high"]
         if hot:
+            state.cool_since = None
             if state.hot_since is None:
                 # from this reading on, not from the start of its interval: the load may have
                 # risen just before it, and the event must never come before `duration` of load
@@ -135,9 +140,14 @@ class LoadWatch:
         else:
             state.hot_since = None
             cool = reading["cpu_percent"] < settings["cpu_low"] and reading["memory_percent"] < settings["memory_low"]
-            if state.overloaded_at is not None and cool:
-                events.append(self._load_event("host_recovered", hypervisor, state, reading, now))
-                state.overloaded_at = None
+            if not cool:
+                state.cool_since = None
+            elif state.overloaded_at is not None:
+                # recovered only when it stays cool: a dip (the guests starved for a moment) is not a recovery
+                state.cool_since = now if state.cool_since is None else state.cool_since
+                if now - state.cool_since >= settings["recovery_duration"]:
+                    events.append(self._load_event("host_recovered", hypervisor, state, reading, now))
+                    state.overloaded_at, state.cool_since = None, None
         return events
 
     def _reading(self, hypervisor, state, now):

@@ -221,7 +221,7 @@ def preflight(source, destination, name, live=True, force=False, source_name="th
 # ----------------------------------------------------------------------------- the move
 
 def migration_flags(live=True, persistent=True, undefine_source=True, transport="p2p", auto_converge=False,
-                    postcopy=None, compressed=False, parallel_connections=None, copy_storage="none"):
+                    postcopy=None, compressed=False, parallel_connections=None, copy_storage="none", unsafe=False):
     flags = 0
     if live:
         flags |= libvirt.VIR_MIGRATE_LIVE
@@ -245,6 +245,8 @@ def migration_flags(live=True, persistent=True, undefine_source=True, transport=
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
     elif copy_storage == "incremental":
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
+    if unsafe:
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
     return flags
 
 

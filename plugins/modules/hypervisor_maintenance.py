@@ -127,6 +127,10 @@ options:
         type: str
         choices: [none, all, incremental]
         default: none
+      unsafe:
+        description: Migrate even when libvirt cannot tell that the disks are shared (see P(kvmops.virt.migrate#module)).
+        type: bool
+        default: false
       timeout:
         description: Abort one migration after this many seconds (the guest stays and is retried elsewhere).
         type: float

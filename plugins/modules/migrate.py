@@ -99,6 +99,14 @@ options:
     type: str
     choices: [none, all, incremental]
     default: none
+  unsafe:
+    description:
+      - Migrate even when libvirt cannot tell that the disks are on storage both hosts
+        share and refuses ("Unsafe migration") - for storage it does not recognise as
+        shared, such as a cluster file system it does not know or a local path both
+        hypervisors mount. As C(virsh migrate --unsafe); wrong on storage that is not shared.
+    type: bool
+    default: false
   timeout:
     description: Abort a migration still running after this many seconds (the guest stays on the source).
     type: float

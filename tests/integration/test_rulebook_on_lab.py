@@ -7,21 +7,17 @@ that dies and comes back is reported both ways while the engine runs on."""
 import json
 import secrets
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import libvirt
 import pytest
 
-from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from guest_stats import host_cpu_percent
 from lab.monitoring import Monitoring
-from rulebook_runner import RulebookRun
+from lab.rulebook import PlacementWatch, RulebookRun
 
-HOSTS = ("kvm1", "kvm2", "kvm3")
 # kvm1's two guests at 60 % of a vCPU make it 60 % busy (each is 30 % of its 2 cores):
 # hot at 40 %; a destination may take up to 35 %, so one guest fits on an idle host and
 # kvm1 is left at about 30 %, below cpu_low: recovered.
@@ -29,55 +25,6 @@ VARIABLES = dict(kvmops_interval=2, kvmops_duration=10, kvmops_cpu_high=40, kvmo
                  kvmops_sample_seconds=2, kvmops_max_migrations=5, kvmops_cooldown=3600)
 BUSY = 60
 QUIET = 5
-
-
-class PlacementWatch:
-    """Where each guest is active (running, or paused while it arrives), polled every 0.25 s
-    in a thread. A guest seen on a host it was not on at the poll before has begun to
-    arrive there: that is a migration start."""
-
-    def __init__(self, lab, names):
-        self.lab, self.names = lab, names
-        self.arrivals = []  # (time, guest, host)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _active_on(self, host):
-        """The watched guests active on ``host``, or None when it cannot be read right now."""
-        try:
-            with LibvirtConnection(self.lab.host(host).spec.uri, connect_timeout=2) as conn:
-                names = set()
-                for domain in conn.handle.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-                    names.add(domain.name())
-                return names & set(self.names)
-        except Exception:  # pylint: disable=broad-except  # busy, stopped by the test, or mid-restart
-            return None
-
-    def where(self, before=None):
-        """guest -> hosts it is active on; a host that cannot be read keeps what ``before`` said."""
-        found = {name: set() for name in self.names}
-        for host in HOSTS:
-            active = self._active_on(host)
-            if active is None and before is not None:
-                active = {name for name, hosts in before.items() if host in hosts}
-            for name in active or ():
-                found[name].add(host)
-        return found
-
-    def _poll(self):
-        before = self.where()
-        while not self._stop.wait(0.25):
-            now, seen = time.time(), self.where(before)
-            self.arrivals += [(now, name, host) for name in self.names for host in sorted(seen[name] - before[name])]
-            before = seen
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ description:
   - Emits events only on transitions. C(host_overloaded) when a host has been at or above
     O(cpu_high) (or O(memory_high)) in every reading for O(duration) seconds, with the
     figures, the window and its busiest guests (O(top)); C(host_recovered) when an
-    overloaded host is below O(cpu_low) and O(memory_low); C(host_unreachable) and
+    overloaded host stays below O(cpu_low) and O(memory_low) for O(recovery_duration); C(host_unreachable) and
     C(host_reachable) when a hypervisor stops or starts answering.
   - Hosts under maintenance (the mark of kvmops.virt.hypervisor_maintenance) are not judged.
   - A hypervisor that fails, hangs (O(timeout)) or goes away costs a C(host_unreachable)
@@ -91,6 +91,9 @@ options:
     description: Seconds a host must stay hot before C(host_overloaded).
     type: float
     default: 60
+  recovery_duration:
+    description: Seconds an overloaded host must stay below the lows before C(host_recovered); by default O(duration).
+    type: float
   repeat_after:
     description: Seconds after which a host still hot fires C(host_overloaded) again; V(0) never.
     type: float
@@ -134,7 +137,8 @@ EXAMPLES = r"""
 """
 
 LOGGER = logging.getLogger(__name__)
-WATCH_KEYS = ("cpu_high", "cpu_low", "memory_high", "memory_low", "duration", "repeat_after", "top")
+WATCH_KEYS = ("cpu_high", "cpu_low", "memory_high", "memory_low", "duration", "recovery_duration", "repeat_after",
+              "top")
 
 
 class HostLoadSource:

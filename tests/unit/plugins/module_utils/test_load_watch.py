@@ -95,6 +95,11 @@ def test_recovery_needs_the_low_threshold(fleet):
     fleet.cores["kvm1"] = {"a": 0.6, "b": 0.6}  # 60 %: below high, above low
     assert run(watch, fleet, 5) == []
     fleet.cores["kvm1"] = {"a": 0.4, "b": 0.4}  # 40 %
+    assert run(watch, fleet, 1) == []  # cool for 0 s of the 5 s recovery window
+    fleet.cores["kvm1"] = {"a": 0.6, "b": 0.6}
+    assert run(watch, fleet, 1) == []  # a dip is not a recovery: the window starts again
+    fleet.cores["kvm1"] = {"a": 0.4, "b": 0.4}
+    assert run(watch, fleet, 1) == []
     events = run(watch, fleet, 1)
     assert kinds(events) == [("host_recovered", "kvm1")] and events[0]["cpu_percent"] == 40.0
     assert run(watch, fleet, 3) == []

@@ -125,10 +125,11 @@ def test_flags():
     assert offline & libvirt.VIR_MIGRATE_OFFLINE and offline & libvirt.VIR_MIGRATE_PERSIST_DEST
     assert not offline & libvirt.VIR_MIGRATE_PEER2PEER
     every = migration_flags(auto_converge=True, postcopy=30, compressed=True, parallel_connections=4,
-                            copy_storage="incremental")
+                            copy_storage="incremental", unsafe=True)
     for flag in (libvirt.VIR_MIGRATE_AUTO_CONVERGE, libvirt.VIR_MIGRATE_POSTCOPY, libvirt.VIR_MIGRATE_COMPRESSED,
-                 libvirt.VIR_MIGRATE_PARALLEL, libvirt.VIR_MIGRATE_NON_SHARED_INC):
+                 libvirt.VIR_MIGRATE_PARALLEL, libvirt.VIR_MIGRATE_NON_SHARED_INC, libvirt.VIR_MIGRATE_UNSAFE):
         assert every & flag
+    assert not default & libvirt.VIR_MIGRATE_UNSAFE
 
 
 def test_option_problems_are_all_said_at_once():

@@ -1,5 +1,6 @@
-"""A real ansible-rulebook on the lab: start it with a rulebook of the collection, read what
-it printed (its log, and the events its rules printed with print_event), stop it."""
+"""A real ansible-rulebook on the lab, and where the guests are while it acts: the demo and
+the tests start a rulebook of the collection, read what it printed (its log, and the events
+its rules printed with print_event), watch the guests move, and stop it."""
 
 import ast
 import os
@@ -7,10 +8,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import libvirt
 import yaml
+
+from .connection import LibvirtOperationError, open_lab_connection
 
 EVENT_BLOCK = re.compile(r"\[event\] \*+\n(\{.*?\})\n\*+", re.S)
 
@@ -72,3 +77,55 @@ class RulebookRun:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+class PlacementWatch:
+    """Where each guest is active (running, or paused while it arrives), polled every 0.25 s
+    in a thread. A guest seen on a host it was not on at the poll before has begun to
+    arrive there: that is a migration start."""
+
+    def __init__(self, lab, names):
+        self.lab, self.names = lab, names
+        self.hosts = [host.spec.name for host in lab.running_hosts()]
+        self.arrivals = []  # (time, guest, host)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _active_on(self, host):
+        """The watched guests active on ``host``, or None when it cannot be read right now."""
+        try:
+            conn = open_lab_connection(self.lab.host(host).spec.uri)
+        except LibvirtOperationError:
+            return None  # stopped (by a test), or mid-restart
+        try:
+            return {domain.name() for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)} & set(self.names)
+        except libvirt.libvirtError:
+            return None  # busy mid-migration: the next poll tells
+        finally:
+            conn.close()
+
+    def where(self, before=None):
+        """guest -> hosts it is active on; a host that cannot be read keeps what ``before`` said."""
+        found = {name: set() for name in self.names}
+        for host in self.hosts:
+            active = self._active_on(host)
+            if active is None and before is not None:
+                active = {name for name, hosts in before.items() if host in hosts}
+            for name in active or ():
+                found[name].add(host)
+        return found
+
+    def _poll(self):
+        before = self.where()
+        while not self._stop.wait(0.25):
+            now, seen = time.time(), self.where(before)
+            self.arrivals += [(now, name, host) for name in self.names for host in sorted(seen[name] - before[name])]
+            before = seen
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
