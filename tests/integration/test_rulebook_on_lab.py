@@ -62,7 +62,7 @@ def test_sustained_load_is_relieved_once_and_nothing_moves_back(lab, eda_guests,
         overloaded = run.wait_for_event("host_overloaded", "kvm1", timeout=60)
         assert overloaded["at"] - rise >= VARIABLES["kvmops_duration"], "fired before the duration window ended"
         assert overloaded["window"]["seconds"] >= VARIABLES["kvmops_duration"] and overloaded["cpu_percent"] >= 40
-        assert {guest["name"] for guest in overloaded["top_guests"]} == {"it-eda-1", "it-eda-2"}
+        assert {guest["name"] for guest in overloaded["top_guests"][:2]} == {"it-eda-1", "it-eda-2"}  # the busiest
 
         run.wait_for(r"relieved|still hot", timeout=120)
         [(first_move, moved, destination)] = watch.arrivals
