@@ -46,12 +46,12 @@ def hypervisors_from_args(args):
 
 
 def _from_inventory(path, group, uri_var):
+    if not os.path.exists(path):
+        raise SourceArgumentError("inventory %s does not exist" % path)
     # controller-side Ansible: the event sources run where ansible-rulebook runs, beside ansible-core
     from ansible.inventory.manager import InventoryManager  # pylint: disable=import-outside-toplevel
     from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
 
-    if not os.path.exists(path):
-        raise SourceArgumentError("inventory %s does not exist" % path)
     manager = InventoryManager(loader=DataLoader(), sources=[path])
     if group not in manager.groups:
         raise SourceArgumentError("inventory %s has no group %s (groups: %s)"

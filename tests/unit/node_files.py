@@ -21,3 +21,11 @@ def node(tmp_path, name, domains):
     path = tmp_path / ("%s.xml" % name)
     path.write_text(NODE_XML.format(domains="\n".join(DOMAIN_XML.format(**domain) for domain in domains)))
     return "test://%s" % path
+
+
+def web_and_db(tmp_path):
+    """Two test-driver hypervisors: k1 runs web (2 GiB) and db (4 GiB, tagged migratable=false), k2 runs nothing."""
+    return [dict(name="k1", uri=node(tmp_path, "k1", [
+        dict(name="web", uuid="6f1c3e4a-0000-4000-8000-000000000001", memory=2048, tags=""),
+        dict(name="db", uuid="6f1c3e4a-0000-4000-8000-000000000002", memory=4096, tags=PINNED)])),
+        dict(name="k2", uri=node(tmp_path, "k2", []))]

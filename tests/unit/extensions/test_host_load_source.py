@@ -10,15 +10,11 @@ import sys
 
 import pytest
 
-from node_files import PINNED, node
+from node_files import web_and_db
 
 
 def hypervisors(tmp_path, closed_port):
-    return [dict(name="k1", uri=node(tmp_path, "k1", [
-                dict(name="web", uuid="6f1c3e4a-0000-4000-8000-000000000001", memory=2048, tags=""),
-                dict(name="db", uuid="6f1c3e4a-0000-4000-8000-000000000002", memory=4096, tags=PINNED)])),
-            dict(name="k2", uri=node(tmp_path, "k2", [])),
-            dict(name="gone", uri=f"qemu+tcp://127.0.0.1:{closed_port}/system")]
+    return web_and_db(tmp_path) + [dict(name="gone", uri=f"qemu+tcp://127.0.0.1:{closed_port}/system")]
 
 
 async def collect(main, args, count, timeout=20):

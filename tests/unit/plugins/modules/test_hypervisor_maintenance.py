@@ -4,20 +4,11 @@ tests/integration/test_maintenance_on_lab.py."""
 
 import pytest
 
-from node_files import PINNED, node
-
-
-def fleet(tmp_path):
-    return [
-        dict(name="k1", uri=node(tmp_path, "k1", [
-            dict(name="web", uuid="6f1c3e4a-0000-4000-8000-000000000001", memory=2048, tags=""),
-            dict(name="db", uuid="6f1c3e4a-0000-4000-8000-000000000002", memory=4096, tags=PINNED)])),
-        dict(name="k2", uri=node(tmp_path, "k2", [])),
-    ]
+from node_files import web_and_db
 
 
 def test_check_mode_plans_the_drain_with_the_planner_and_marks_nothing(run_module, tmp_path):
-    result = run_module("hypervisor_maintenance", dict(hypervisors=fleet(tmp_path), names=["k1"], sample_seconds=0),
+    result = run_module("hypervisor_maintenance", dict(hypervisors=web_and_db(tmp_path), names=["k1"], sample_seconds=0),
                         check=True)
     assert not result.get("failed"), result.get("msg")
     assert result["changed"] and result["plan"] == [dict(guest="web", source="k1", destination="k2", reason="evacuate k1")]
@@ -33,6 +24,6 @@ def test_check_mode_plans_the_drain_with_the_planner_and_marks_nothing(run_modul
     (dict(memory_reserve="lots"), "memory_reserve"),
 ])
 def test_bad_input_fails_with_a_clear_message(run_module, tmp_path, options, message):
-    args = dict(dict(hypervisors=fleet(tmp_path), names=["k1"]), **options)
+    args = dict(dict(hypervisors=web_and_db(tmp_path), names=["k1"]), **options)
     result = run_module("hypervisor_maintenance", args)
     assert result["failed"] and message in result["msg"], result["msg"]

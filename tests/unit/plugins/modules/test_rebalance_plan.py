@@ -3,7 +3,7 @@
 
 import pytest
 
-from node_files import PINNED, node
+from node_files import web_and_db
 
 
 SNAPSHOT = dict(hosts=[dict(name="a", cpus=4, memory_mb=8192), dict(name="b", cpus=4, memory_mb=8192)],
@@ -37,14 +37,7 @@ def test_bad_input_fails_with_a_clear_message(run_module, args, message):
 
 
 def test_the_fleet_is_gathered_from_the_hypervisors(run_module, tmp_path):
-    hypervisors = [
-        dict(name="k1", uri=node(tmp_path, "k1", [
-            dict(name="web", uuid="6f1c3e4a-0000-4000-8000-000000000001", memory=2048, tags=""),
-            dict(name="db", uuid="6f1c3e4a-0000-4000-8000-000000000002", memory=4096,
-                 tags=PINNED)])),
-        dict(name="k2", uri=node(tmp_path, "k2", [])),
-        dict(name="gone", uri="qemu+tcp://127.0.0.1:1/system"),
-    ]
+    hypervisors = web_and_db(tmp_path) + [dict(name="gone", uri="qemu+tcp://127.0.0.1:1/system")]
     result = run_module("rebalance_plan", dict(hypervisors=hypervisors, policy="evacuate", drain=["k1"],
                                                sample_seconds=0, connect_timeout=2))
     assert not result.get("failed"), result.get("msg")
