@@ -158,6 +158,7 @@ class HypervisorEvents:  # pylint: disable=too-many-instance-attributes
         self.connection_options = connection
         self.emit, self.details, self.keepalive = emit, details, keepalive
         self.connection = None
+        self.callback_id = None
         self.dropped = False   # set by libvirt's close callback; the next pass closes and reconnects
         self.reachable = None  # unknown until the first attempt
 
@@ -172,7 +173,8 @@ class HypervisorEvents:  # pylint: disable=too-many-instance-attributes
                 if error.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
                     raise  # local URIs (qemu:///system) have no keepalive, and need none
             handle.registerCloseCallback(self._closed, None)
-            handle.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
+            self.callback_id = handle.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                                             self._lifecycle, None)
         except libvirt.libvirtError as error:
             connection.close()
             raise LibvirtOperationError(self.uri, "subscribe to lifecycle events", str(error)) from None
@@ -186,6 +188,19 @@ class HypervisorEvents:  # pylint: disable=too-many-instance-attributes
         # closing the handle inside libvirt's own callback would deadlock: keep_up does it
         LOGGER.warning("kvmops.virt.libvirt_events: connection to %s closed (reason %s)", self.name, reason)
         self.dropped = True
+
+    def close(self):
+        """Unsubscribe and close; callbacks must not outlive the source (its queue is gone)."""
+        connection, self.connection = self.connection, None
+        if connection is None:
+            return
+        try:
+            if self.callback_id is not None and not self.dropped:
+                connection.handle.domainEventDeregisterAny(self.callback_id)
+                connection.handle.unregisterCloseCallback()
+        except libvirt.libvirtError:
+            pass  # the connection is gone already: nothing is left to unsubscribe
+        connection.close()
 
     def unreachable(self, error):
         if self.reachable is not False:
@@ -227,8 +242,7 @@ class LibvirtEventsSource:
             if watch.connection is not None and not watch.dropped:
                 continue
             if watch.connection is not None:
-                watch.connection.close()
-                watch.connection = None
+                watch.close()
                 watch.unreachable("the connection closed")
             try:
                 watch.connect()
@@ -238,12 +252,16 @@ class LibvirtEventsSource:
                 watch.reachable_again()
 
     async def run(self):
-        while True:
-            try:
-                await asyncio.to_thread(self.keep_up)
-            except Exception as error:  # pylint: disable=broad-except  # the source must outlive any one attempt
-                LOGGER.warning("kvmops.virt.libvirt_events: %s", error)
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                try:
+                    await asyncio.to_thread(self.keep_up)
+                except Exception as error:  # pylint: disable=broad-except  # the source must outlive any one attempt
+                    LOGGER.warning("kvmops.virt.libvirt_events: %s", error)
+                await asyncio.sleep(self.interval)
+        finally:  # cancelled (ansible-rulebook stopping): no callback may reach a closed loop
+            for watch in self.watches:
+                watch.close()
 
 
 async def main(queue: asyncio.Queue, args: dict):
@@ -251,9 +269,13 @@ async def main(queue: asyncio.Queue, args: dict):
     loop = asyncio.get_running_loop()
 
     def emit(event):  # called on libvirt's event thread
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+        except RuntimeError:
+            return  # the loop has closed (the rulebook is stopping): nobody is listening
         LOGGER.info("kvmops.virt.libvirt_events: %s %s", event["type"],
                     "%s on %s" % (event["guest"], event["host"]) if "guest" in event else event["host"])
-        loop.call_soon_threadsafe(queue.put_nowait, event)
+
     try:
         source = LibvirtEventsSource(args, emit)
     except (SourceArgumentError, ValueError, TypeError) as error:
