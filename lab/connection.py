@@ -26,6 +26,7 @@ def _load():
 _connection = _load()
 LibvirtConnection = _connection.LibvirtConnection
 LibvirtOperationError = _connection.LibvirtOperationError
+run_event_loop = _connection.run_event_loop
 
 # Lab hosts are on loopback: anything slower than this is a hung daemon.
 LAB_CONNECT_TIMEOUT = 5.0

@@ -7,7 +7,6 @@ requested load is also kept in the guest's metadata, which travels with the gues
 """
 
 import re
-import threading
 import time
 import uuid
 from xml.etree import ElementTree
@@ -15,6 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
+from .connection import run_event_loop
 from .hosts import LabError
 
 LAB_METADATA_NS = "https://github.com/kvmops/kvmops.virt/lab/1"
@@ -23,29 +23,14 @@ _REPLY = rb"kvmops-lab: (ok load=(\d+) dirty=(\d+)|error [^\r\n#]*) #%s\r?\n"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-_event_loop_lock = threading.Lock()
-_event_loop_started = False
-
-
 def ensure_event_loop():
-    """Run libvirt's default event loop in a daemon thread, once per process.
+    """libvirt's default event loop, shared with the collection's event sources in one process.
 
     Without it a remote connection reads incoming console data only while another call
     is in flight, so a non-blocking console stream would stay empty. It must run before
     the connections that use streams are opened.
     """
-    global _event_loop_started  # pylint: disable=global-statement
-    with _event_loop_lock:
-        if _event_loop_started:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-
-        def run():
-            while True:
-                libvirt.virEventRunDefaultImpl()
-
-        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
-        _event_loop_started = True
+    run_event_loop()
 
 
 def validate_name(name):

@@ -218,3 +218,27 @@ class LibvirtConnection:
     def __exit__(self, *exc_info):
         self.close()
         return False
+
+
+_EVENT_LOOP_LOCK = threading.Lock()
+_EVENT_LOOP_THREAD = "libvirt-events"
+
+
+def run_event_loop():
+    """libvirt's default event loop in a daemon thread, once per process.
+
+    Lifecycle callbacks, close callbacks, keepalive and non-blocking streams need it, and it
+    must be registered before the connections that use them are opened. Every user in one
+    process shares this one loop (a second would run libvirt's dispatch in two threads);
+    the running thread is the mark, as this file may be loaded twice (the lab loads it by
+    path, beside the installed collection).
+    """
+    with _EVENT_LOOP_LOCK:
+        if any(thread.name == _EVENT_LOOP_THREAD for thread in threading.enumerate()):
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run():
+            while True:
+                libvirt.virEventRunDefaultImpl()
+        threading.Thread(target=run, name=_EVENT_LOOP_THREAD, daemon=True).start()

@@ -22,7 +22,7 @@ SCENARIO = """
 import asyncio, json, runpy, sys
 import libvirt
 plugin = runpy.run_path(sys.argv[1])
-plugin["start_event_loop"]()
+plugin["run_event_loop"]()
 
 async def scenario():
     queue = asyncio.Queue()

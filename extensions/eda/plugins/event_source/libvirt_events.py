@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,8 @@ try:
 except ImportError:  # ansible-rulebook runs this file by path; the collection root is 7 levels up
     sys.path.insert(0, str(Path(__file__).absolute().parents[7]))
     from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
-from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtOperationError, redact_uri
+from ansible_collections.kvmops.virt.plugins.module_utils.connection import (
+    LibvirtOperationError, redact_uri, run_event_loop)
 from ansible_collections.kvmops.virt.plugins.plugin_utils.eda import SourceArgumentError, hypervisors_from_args
 
 try:
@@ -109,8 +109,6 @@ EXAMPLES = r"""
 
 LOGGER = logging.getLogger(__name__)
 LIFECYCLE = ("defined", "undefined", "started", "suspended", "resumed", "stopped", "shutdown", "pmsuspended", "crashed")
-_LOOP_LOCK = threading.Lock()
-_LOOP_STARTED = []
 
 
 def _details():
@@ -121,20 +119,6 @@ def _details():
         found[event] = {getattr(libvirt, name): name[len(prefix):].lower() for name in dir(libvirt)
                         if name.startswith(prefix) and not name.endswith("_LAST")}
     return found
-
-
-def start_event_loop():
-    """libvirt's default event loop in a daemon thread, once per process (callbacks and keepalive need it)."""
-    with _LOOP_LOCK:
-        if _LOOP_STARTED:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-
-        def run():
-            while True:
-                libvirt.virEventRunDefaultImpl()
-        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
-        _LOOP_STARTED.append(True)
 
 
 def lifecycle_event(host, uri, name, uuid, event, detail, details, now=None):
@@ -280,7 +264,7 @@ async def main(queue: asyncio.Queue, args: dict):
         source = LibvirtEventsSource(args, emit)
     except (SourceArgumentError, ValueError, TypeError) as error:
         raise ValueError("kvmops.virt.libvirt_events: %s" % error) from None
-    start_event_loop()
+    run_event_loop()
     LOGGER.info("kvmops.virt.libvirt_events: watching %s", ", ".join(watch.name for watch in source.watches))
     await source.run()
 
