@@ -184,8 +184,8 @@ class LoadWatch:
 
     def _load_event(self, kind, hypervisor, state, reading, now):
         settings = self.settings
-        window = dict(since=round(state.hot_since if kind == "host_overloaded" else reading["since"], 3),
-                      seconds=round(now - (state.hot_since if kind == "host_overloaded" else reading["since"]), 1))
+        since = state.hot_since if kind == "host_overloaded" else reading["since"]
+        window = dict(since=round(since, 3), seconds=round(now - since, 1))
         event = self._event(kind, hypervisor, now, cpu_percent=reading["cpu_percent"],
                             memory_percent=reading["memory_percent"], cpu_cores=reading["cpu_cores"],
                             cpus=reading["cpus"], guests=reading["guests"], top_guests=reading["top_guests"],

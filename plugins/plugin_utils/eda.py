@@ -61,3 +61,17 @@ def _from_inventory(path, group, uri_var):
     if not hypervisors:
         raise SourceArgumentError("no host of group %s in inventory %s has %s" % (group, path, uri_var))
     return hypervisors
+
+
+def number_argument(args, key, default, zero=False):
+    """``args[key]`` as a number above 0 (or at least 0 with ``zero``), ``default`` when not given."""
+    value = args.get(key)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SourceArgumentError("%s must be a number, got %r" % (key, value)) from None
+    if number < 0 or (number == 0 and not zero):
+        raise SourceArgumentError("%s must be %s, got %r" % (key, "0 or more" if zero else "above 0", value))
+    return number

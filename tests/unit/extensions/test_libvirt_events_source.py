@@ -72,6 +72,10 @@ def test_one_event_per_end_of_a_migration_and_names_for_the_rest(eda_plugin, eve
 @pytest.mark.parametrize("args, message", [
     (dict(), "not neither"),
     (dict(hypervisors="kvm1"), "hypervisors must be a list"),
+    (dict(hypervisors=[dict(name="a", uri="test:///default")], reconnect_interval=-1),
+     "reconnect_interval must be above 0, got -1"),
+    (dict(hypervisors=[dict(name="a", uri="test:///default")], keepalive_interval="often"),
+     "keepalive_interval must be a number, got 'often'"),
 ])
 def test_bad_arguments_stop_the_source_with_a_reason(eda_plugin, args, message):
     with pytest.raises(ValueError) as raised:

@@ -20,7 +20,8 @@ except ImportError:  # ansible-rulebook runs this file by path; the collection r
     from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fleet
 from ansible_collections.kvmops.virt.plugins.module_utils.load_watch import LoadWatch, WatchSettingsError
 from ansible_collections.kvmops.virt.plugins.module_utils.placement.snapshot import from_fleet
-from ansible_collections.kvmops.virt.plugins.plugin_utils.eda import SourceArgumentError, hypervisors_from_args
+from ansible_collections.kvmops.virt.plugins.plugin_utils.eda import (
+    SourceArgumentError, hypervisors_from_args, number_argument)
 
 DOCUMENTATION = r"""
 ---
@@ -147,11 +148,11 @@ class HostLoadSource:
     def __init__(self, args):
         self.hypervisors = hypervisors_from_args(args)
         self.watch = LoadWatch(**{key: args.get(key) for key in WATCH_KEYS})
-        self.interval = _positive(args, "interval", 5.0)
-        self.snapshot_every = _positive(args, "snapshot_every", 0.0, zero=True)
-        self.timeout = _positive(args, "timeout", 30.0)
+        self.interval = number_argument(args, "interval", 5.0)
+        self.snapshot_every = number_argument(args, "snapshot_every", 0.0, zero=True)
+        self.timeout = number_argument(args, "timeout", 30.0)
         self.connection = dict(username=args.get("username"), password=args.get("password"),
-                               connect_timeout=_positive(args, "connect_timeout", 5.0))
+                               connect_timeout=number_argument(args, "connect_timeout", 5.0))
         self.last_snapshot = None
 
     def read(self, definitions=False):
@@ -195,19 +196,6 @@ class HostLoadSource:
                                              for guest in hypervisor["guests"]]) for hypervisor in fleet]
         hosts = {name: state.last for name, state in self.watch.hosts.items() if state.last is not None}
         return dict(type="fleet_snapshot", at=round(now, 3), snapshot=from_fleet(measured), hosts=hosts)
-
-
-def _positive(args, key, default, zero=False):
-    value = args.get(key)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise SourceArgumentError("%s must be a number, got %r" % (key, value)) from None
-    if number < 0 or (number == 0 and not zero):
-        raise SourceArgumentError("%s must be %s, got %r" % (key, "0 or more" if zero else "above 0", value))
-    return number
 
 
 async def main(queue: asyncio.Queue, args: dict):

@@ -21,7 +21,8 @@ except ImportError:  # ansible-rulebook runs this file by path; the collection r
     from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import (
     LibvirtOperationError, redact_uri, run_event_loop)
-from ansible_collections.kvmops.virt.plugins.plugin_utils.eda import SourceArgumentError, hypervisors_from_args
+from ansible_collections.kvmops.virt.plugins.plugin_utils.eda import (
+    SourceArgumentError, hypervisors_from_args, number_argument)
 
 try:
     import libvirt
@@ -206,10 +207,10 @@ class LibvirtEventsSource:
             raise SourceArgumentError("the Python package libvirt-python is not installed")
         hypervisors = hypervisors_from_args(args)
         self.wanted = set(args.get("types") or [])
-        self.interval = float(args.get("reconnect_interval") or 5)
+        self.interval = number_argument(args, "reconnect_interval", 5.0)
         connection = dict(username=args.get("username"), password=args.get("password"),
-                          connect_timeout=float(args.get("connect_timeout") or 5))
-        keepalive = int(args.get("keepalive_interval") or 5)
+                          connect_timeout=number_argument(args, "connect_timeout", 5.0))
+        keepalive = int(number_argument(args, "keepalive_interval", 5))
         details = _details()
         self.watches = [HypervisorEvents(hypervisor, connection, self._filtered(emit), details, keepalive)
                         for hypervisor in hypervisors]
@@ -262,7 +263,7 @@ async def main(queue: asyncio.Queue, args: dict):
 
     try:
         source = LibvirtEventsSource(args, emit)
-    except (SourceArgumentError, ValueError, TypeError) as error:
+    except SourceArgumentError as error:
         raise ValueError("kvmops.virt.libvirt_events: %s" % error) from None
     run_event_loop()
     LOGGER.info("kvmops.virt.libvirt_events: watching %s", ", ".join(watch.name for watch in source.watches))
