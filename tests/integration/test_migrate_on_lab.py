@@ -12,22 +12,10 @@ import pytest
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from ansible_collections.kvmops.virt.plugins.module_utils.metadata import GuestMetadata
 from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import parse_xml
+from guest_placement import where
 from serial_log import SerialLog
 
 SOURCE, DESTINATION = "kvm1", "kvm2"
-
-
-def where(lab, name):
-    """{host: (active, persistent)} for every lab host that has the guest."""
-    found = {}
-    for host in ("kvm1", "kvm2", "kvm3"):
-        with LibvirtConnection(lab.host(host).spec.uri) as conn:
-            try:
-                domain = conn.handle.lookupByName(name)
-            except Exception:  # pylint: disable=broad-except  # libvirtError: not there
-                continue
-            found[host] = (bool(domain.isActive()), bool(domain.isPersistent()))
-    return found
 
 
 def assert_exactly_once(lab, name, host):

@@ -9,30 +9,21 @@ import time
 
 import pytest
 
-from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
+from guest_placement import where
 from guest_stats import host_cpu_percent
 from playbook_runner import TEST_PLAYBOOKS, playbook_command, run_playbook
 
-HOSTS = ("kvm1", "kvm2", "kvm3")
 HOT = "kvm1"
 
 
-def placement(lab, names):
-    """{guest: [hosts where it runs]}, and every guest defined exactly where it runs."""
-    found = {name: [] for name in names}
-    for host in HOSTS:
-        with LibvirtConnection(lab.host(host).spec.uri) as conn:
-            for domain in conn.handle.listAllDomains():
-                if domain.name() in found:
-                    assert domain.isActive() and domain.isPersistent(), f"{domain.name()} on {host}: not running and defined"
-                    found[domain.name()].append(host)
-    return found
-
-
 def assert_each_runs_once(lab, names):
-    where = placement(lab, names)
-    assert all(len(hosts) == 1 for hosts in where.values()), where
-    return {name: hosts[0] for name, hosts in where.items()}
+    """{guest: host}, each guest running and defined on exactly one lab host."""
+    hosts = {}
+    for name in names:
+        found = where(lab, name)
+        assert list(found.values()) == [(True, True)], f"{name}: {found}"
+        hosts[name] = next(iter(found))
+    return hosts
 
 
 @pytest.fixture
