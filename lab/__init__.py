@@ -122,7 +122,7 @@ class Lab:
             for conn in conns.values():
                 conn.close()
 
-    def create_guest(self, name, host_name, vcpus=1, memory_mib=256, load=0, agent=False):
+    def create_guest(self, name, host_name, vcpus=1, memory_mib=256, load=0, agent=False, max_vcpus=None):
         host_from_name(host_name)  # ValueError naming the expected form for "hostA" and the like
         vmlinuz, initrd = ensure_image(self.layout)
         with self.connections() as conns:
@@ -131,7 +131,8 @@ class Lab:
                 raise LabError(f"guest {name} already exists on {', '.join(host for host, _dom in existing)}")
             if host_name not in conns:
                 raise LabError(f"lab host {host_name} is not running")
-            create_guest(conns[host_name], name, self.layout, vmlinuz, initrd, vcpus, memory_mib, load, agent=agent)
+            create_guest(conns[host_name], name, self.layout, vmlinuz, initrd, vcpus, memory_mib, load, agent=agent,
+                         max_vcpus=max_vcpus)
 
     def _on_each_copy(self, name, action):
         with self.connections() as conns:

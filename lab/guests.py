@@ -46,19 +46,21 @@ _AGENT_CHANNEL = """
     </channel>"""
 
 
-def guest_xml(name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0, agent=False):
+def guest_xml(name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0, agent=False, max_vcpus=None):
     """Domain XML of a lab guest. TCG (type='qemu'): a Linux kernel hangs at early boot
     under the nested KVM of the machines this lab is built for. With ``agent`` it has the
-    guest agent's channel, which the guest's agentd answers on (host name: the guest's name)."""
+    guest agent's channel, which the guest's agentd answers on (host name: the guest's name).
+    With ``max_vcpus`` above ``vcpus`` it can take more vCPUs live (hot-plug)."""
     validate_name(name)
     if not 0 <= load <= 100:
         raise LabError(f"load must be 0..100 %, got {load}")
+    max_vcpus = max(int(vcpus), int(max_vcpus or vcpus))
     serial_log = layout.serial_log(name)
     cmdline = f"console=ttyS0 panic=-1 quiet kvmops.load={load}" + (f" kvmops.hostname={name}" if agent else "")
     return f"""<domain type='qemu'>
   <name>{escape(name)}</name>
   <memory unit='MiB'>{int(memory_mib)}</memory>
-  <vcpu>{int(vcpus)}</vcpu>
+  <vcpu current='{int(vcpus)}'>{max_vcpus}</vcpu>
   <metadata>
     <{_LAB_METADATA_KEY}:guest xmlns:{_LAB_METADATA_KEY}={quoteattr(LAB_METADATA_NS)}><load>{load}</load><dirty>0</dirty></{_LAB_METADATA_KEY}:guest>
   </metadata>
@@ -86,9 +88,9 @@ def guest_xml(name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0, ag
 
 
 def create_guest(conn, name, layout, vmlinuz, initrd, vcpus=1, memory_mib=256, load=0, ready_timeout=120,
-                 agent=False):
+                 agent=False, max_vcpus=None):
     """Define and start a lab guest; returns once loadd has confirmed its load on the console."""
-    xml = guest_xml(name, layout, vmlinuz, initrd, vcpus, memory_mib, load, agent)
+    xml = guest_xml(name, layout, vmlinuz, initrd, vcpus, memory_mib, load, agent, max_vcpus)
     layout.guests_dir.mkdir(parents=True, exist_ok=True)
     layout.serial_log(name).unlink(missing_ok=True)  # a new guest starts a new log
     dom = conn.defineXML(xml)

@@ -14,7 +14,8 @@ made of plain JSON-able dicts, so it can be cached and compared:
     {"name": "kvm1", "uri": "qemu+tcp://...", "reachable": True, "error": None,
      "host": {hostname, host_uuid, logical_cpus, memory_total, memory_free, allocated...,
               maintenance: None or {since, reason, by}},
-     "guests": [{name, uuid, state, vcpus, memory, cpu_time, cpu_cores, cpu_percent, ...,
+     "guests": [{name, uuid, state, vcpus, max_vcpus, memory, max_memory, memory_used,
+                 cpu_time, cpu_cores, cpu_percent, ...,
                  tags, disks, interfaces, last_migrated, agent_channel, agent}, ...]}
 
 Per hypervisor the calls are bulk: one ``listAllDomains``, one ``getAllDomainStats``, and
@@ -81,7 +82,7 @@ def guest_record(domain, stats, definition, hypervisor):
                   vcpus=stats.get("vcpu.current"), max_vcpus=stats.get("vcpu.maximum"),
                   memory=stats["balloon.current"] * KIB if "balloon.current" in stats else None,
                   max_memory=stats["balloon.maximum"] * KIB if "balloon.maximum" in stats else None,
-                  cpu_time=stats.get("cpu.time"))
+                  cpu_time=stats.get("cpu.time"), memory_used=_balloon_used(stats))
     if definition is not None:
         root = parse_xml(definition, "domain XML of %s" % record["name"])
         view = read_inventory_view(root)
@@ -98,6 +99,12 @@ def guest_record(domain, stats, definition, hypervisor):
             agent_channel=agent_channel_state(root),
         )
     return record
+
+
+def _balloon_used(stats):
+    """Memory the guest's own kernel uses, as its balloon driver reports it; None without one."""
+    available, unused = stats.get("balloon.available"), stats.get("balloon.unused")
+    return None if available is None or unused is None else max(available - unused, 0) * KIB
 
 
 def host_record(conn):

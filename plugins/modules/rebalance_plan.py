@@ -36,6 +36,13 @@ description:
     host and O(max_per_destination) to one host.
   - When a problem cannot be fixed, RV(unresolved) says per host and per guest which rule
     stopped each move.
+  - "Where the plan leaves a host hot, guests there that allow it (tag O(grow_tag) true) and
+    use at least O(grow_threshold) percent of their vCPUs or memory are listed in
+    RV(growth): they may grow in place by O(grow_step) percent, never past their live
+    maxima (vCPU hot-plug limit, balloon maximum) nor past the host's O(cpu_overcommit) and
+    O(memory_high). Memory use comes from the guest's balloon driver. The role
+    P(kvmops.virt.rebalance#role) applies them with P(kvmops.virt.guest#module); this module
+    changes nothing."
   - The same input always gives the same plan.
 author:
   - kvmops.virt developers (@kvmops)
@@ -66,7 +73,9 @@ options:
         optionally C(vcpus) (1), C(cpu_cores) (current demand in cores, for example 1.5),
         C(cpu_history) (recent demand in cores, oldest first), C(tags) (a dict, as
         P(kvmops.virt.guest#module) stores them: C(migratable), C(affinity_group),
-        C(anti_affinity_group)), C(last_migrated) (epoch seconds), C(dirty_rate_mb) (MB/s)."
+        C(anti_affinity_group), O(grow_tag)), C(last_migrated) (epoch seconds), C(dirty_rate_mb) (MB/s),
+        and for growing in place C(max_vcpus), C(max_memory_mb) (the live maxima) and
+        C(memory_used_mb) (memory the guest uses, as its balloon reports it)."
       - A host's CPU load in percent is the sum of its guests' C(cpu_cores) over its
         C(cpus) times 100; its memory load the sum of its guests' C(memory_mb) over
         C(memory_mb) times O(memory_overcommit).
@@ -151,6 +160,18 @@ options:
     description: MB/s one migration copies memory at, for the estimated durations.
     type: float
     default: 1250
+  grow_tag:
+    description: The tag (true) by which a guest allows growing in place (see RV(growth)).
+    type: str
+    default: autogrow
+  grow_threshold:
+    description: Percent of its vCPUs (CPU demand) or of its memory (balloon) a guest must use to grow.
+    type: float
+    default: 90
+  grow_step:
+    description: Percent by which a guest grows in one plan, at least one vCPU.
+    type: float
+    default: 50
   now:
     description: The time (epoch seconds) cooldowns are counted from; defaults to now. For replaying an old snapshot.
     type: float
@@ -280,6 +301,33 @@ unresolved:
         - {guest: web1, reason: "no host can take it (3.80 cores, 8192 MiB, 4 vCPUs): CPU would pass cpu_target on 2 hosts;
                                  runs a guest of its anti-affinity group on 1 host"}
       reason: 1 pinned; 1 without a destination
+growth:
+  description:
+    - Guests on hosts the plan leaves hot that may grow in place instead (see O(grow_tag)).
+      Growing takes room on the host, so later guests of the list see less.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    guest: {description: The guest., type: str, returned: always}
+    host: {description: Its host., type: str, returned: always}
+    vcpus: {description: "vCPUs to give it (the same as RV(growth[].vcpus_from) when only memory grows).", type: int, returned: always}
+    vcpus_from: {description: vCPUs it has., type: int, returned: always}
+    memory_mb: {description: "Memory to give it, in whole MiB.", type: float, returned: always}
+    memory_mb_from: {description: Memory it has., type: float, returned: always}
+    reason: {description: Why it grows., type: str, returned: always}
+  sample:
+    - {guest: db1, host: kvm1, vcpus: 6, vcpus_from: 4, memory_mb: 8192.0, memory_mb_from: 8192.0,
+       reason: "no move relieves kvm1; CPU 98% of 4 vCPUs (at least 90%)"}
+growth_refused:
+  description: Guests tagged O(grow_tag) on hosts the plan leaves hot that cannot grow, and why.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    guest: {description: The guest., type: str, returned: always}
+    host: {description: Its host., type: str, returned: always}
+    reason: {description: "Why not, each rule that stopped it; for example: uses 35% of its 2 vCPUs.", type: str, returned: always}
 power_off:
   description: Hosts that may receive guests and run none after the plan (V(consolidate) makes more of them).
   returned: always
@@ -307,6 +355,7 @@ summary:
     memory_moved_mb: 20480.0
     estimated_seconds: 13.1
     power_off: 0
+    growth: 0
     unreachable: []
     planning_ms: 2.1
     message: "3 migrations in 2 waves; hot hosts 1 -> 0"
@@ -325,7 +374,8 @@ from ansible_collections.kvmops.virt.plugins.module_utils.placement.snapshot imp
 
 SETTINGS = ("cpu_high", "cpu_target", "cpu_low", "memory_high", "cpu_overcommit", "memory_overcommit",
             "max_migrations", "cooldown", "min_improvement", "drain", "exclude", "placement",
-            "history_percentile", "max_parallel", "max_per_source", "max_per_destination", "now")
+            "history_percentile", "max_parallel", "max_per_source", "max_per_destination", "now", "grow_tag",
+            "grow_threshold", "grow_step")
 
 ARGUMENT_SPEC = dict(
     hypervisors=dict(type="list", elements="dict"),
@@ -349,6 +399,9 @@ ARGUMENT_SPEC = dict(
     max_per_source=dict(type="int", default=2),
     max_per_destination=dict(type="int", default=1),
     migration_bandwidth=dict(type="float", default=1250.0),
+    grow_tag=dict(type="str", default="autogrow"),
+    grow_threshold=dict(type="float", default=90.0),
+    grow_step=dict(type="float", default=50.0),
     now=dict(type="float"),
 )
 

@@ -1,14 +1,17 @@
 """The rebalance role on the lab: a host made hot by its guests' real CPU load is relieved
 by live migrations, wave by wave; it stops early when the hot spot goes away between waves,
-a failed migration leaves its guest where it was, and a dry run moves nothing."""
+a failed migration leaves its guest where it was, a dry run moves nothing, and where no move
+helps a guest that allows it grows in place."""
 
 import json
 import re
 import subprocess
 import time
 
+import libvirt
 import pytest
 
+from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from guest_placement import where
 from guest_stats import host_cpu_percent
 from playbook_runner import TEST_PLAYBOOKS, playbook_command, run_playbook
@@ -131,3 +134,53 @@ def test_a_failed_migration_fails_the_role_and_the_guest_stays(lab, ansible_env,
     assert "was aborted after 3 s (timeout)" in failure["error"] and result["stopped"] == "a migration failed in wave 1"
     assert "1 migration(s) failed, each guest stays where it was" in output
     assert set(assert_each_runs_once(lab, names).values()) == {HOT}
+
+
+def test_where_no_move_helps_a_tagged_busy_guest_grows_in_place(lab, ansible_env, run_module, tmp_path, figures):
+    name = "it-rb-grow"
+    uri = lab.host(HOT).spec.uri
+    lab.remove_guest_if_defined(name)
+    # one vCPU busy all the time, room for a second one without a restart
+    lab.create_guest(name, HOT, vcpus=1, max_vcpus=2, load=100)
+    try:
+        tagged = run_module("guest", dict(uri=uri, name=name, tags=dict(autogrow=True)))
+        assert tagged["changed"] and not tagged.get("failed"), tagged
+        with LibvirtConnection(uri) as conn:
+            domain_id = conn.handle.lookupByName(name).ID()
+        time.sleep(3)
+        # a fleet of kvm1 alone: no move can relieve it. One busy vCPU is 50 % of kvm1's 2
+        # cores; TCG under contention burns less, hence the wide margins on both thresholds.
+        settings = {**SETTINGS, "rebalance_cpu_high": 25, "rebalance_cpu_low": 10, "rebalance_grow_threshold": 60,
+                    "rebalance_fleet": [dict(name=HOT, uri=uri)]}
+        planned, _recap, _elapsed = rebalance(ansible_env, lab, tmp_path, rebalance_dry_run=True, **settings)
+        assert planned["plan"] == [] and planned["grown"] == [], planned
+        assert [(item["guest"], item["vcpus_from"], item["vcpus"]) for item in planned["growth"]] == [(name, 1, 2)]
+        assert vcpu_counts(uri, name) == (1, 1)
+
+        command = playbook_command(lab, "rebalance.yml", [json.dumps(dict(settings, host=HOT))])
+        started = time.monotonic()
+        done = subprocess.run(command, env=ansible_env, capture_output=True, text=True, timeout=600, check=False)
+        elapsed = time.monotonic() - started
+        assert done.returncode == 0, done.stdout[-4000:]
+        assert re.search(rf'"msg": "kvm1: CPU \d+(\.\d+)? %, still hot: .*; grown in place: {name}"', done.stdout), \
+            done.stdout[-3000:]
+        assert vcpu_counts(uri, name) == (2, 2), "live and in the definition"
+        with LibvirtConnection(uri) as conn:
+            assert conn.handle.lookupByName(name).ID() == domain_id, "the guest was restarted"
+        figures("rebalance role: no move helps, a tagged guest grows in place",
+                f"1 -> 2 vCPUs live, same domain id, playbook {elapsed:.1f} s")
+
+        again, _recap, _elapsed = rebalance(ansible_env, lab, tmp_path, **settings)
+        assert again["growth"] == [] and again["grown"] == [], again
+        assert [item["guest"] for item in again["growth_refused"]] == [name], again["growth_refused"]
+        assert vcpu_counts(uri, name) == (2, 2)
+    finally:
+        lab.remove_guest_if_defined(name)
+
+
+def vcpu_counts(uri, name):
+    """(live, persistent) vCPUs of a guest."""
+    with LibvirtConnection(uri) as conn:
+        domain = conn.handle.lookupByName(name)
+        return (domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE),
+                domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_CONFIG))

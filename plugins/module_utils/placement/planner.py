@@ -16,12 +16,16 @@ order, every tie is broken by name):
 - ``hosts_before`` / ``hosts_after``: per host its load as the planner sees it;
 - ``unresolved``: per problem left (a hot host, a host that cannot be drained, a guest
   that cannot be placed) why, guest by guest;
+- ``growth``: guests on hosts the plan leaves hot that may grow in place instead (tagged
+  ``grow_tag``, using nearly all they have), and ``growth_refused``: tagged guests there
+  that cannot, and why (see ``growth``);
 - ``power_off`` (hosts left without guests), ``not_emptied`` (consolidate: low hosts kept,
   and why) and ``summary``.
 """
 
 from __future__ import annotations
 
+from ansible_collections.kvmops.virt.plugins.module_utils.placement.growth import plan_growth
 from ansible_collections.kvmops.virt.plugins.module_utils.placement.policies import (
     POLICIES, cpu_shares, place_unplaced, spread)
 from ansible_collections.kvmops.virt.plugins.module_utils.placement.snapshot import (
@@ -56,6 +60,7 @@ def plan(snapshot, policy, **settings):
             if move.source is not None:
                 seconds_per_wave[wave] = max(seconds_per_wave.get(wave, 0.0), seconds)
     after = host_views(state)
+    growth, growth_refused = plan_growth(state)
     power_off = [hosts[host].name for host in state.pool if not state.members[host]]
     hot_after = sum(1 for host in state.pool if state.is_hot(host))
     summary = dict(
@@ -64,10 +69,10 @@ def plan(snapshot, policy, **settings):
         unresolved=len(unresolved), cpu_spread_before=round(spread_before * 100, 2),
         cpu_spread_after=round(spread(cpu_shares(state, state.pool)) * 100, 2),
         memory_moved_mb=round(sum(move["memory_mb"] for move in moves if move["source"] is not None), 1),
-        estimated_seconds=round(sum(seconds_per_wave.values()), 1), power_off=len(power_off))
+        estimated_seconds=round(sum(seconds_per_wave.values()), 1), power_off=len(power_off), growth=len(growth))
     summary["message"] = _message(summary, unresolved)
     result = dict(policy=policy, plan=moves, hosts_before=before, hosts_after=after, unresolved=unresolved,
-                  power_off=power_off, summary=summary)
+                  growth=growth, growth_refused=growth_refused, power_off=power_off, summary=summary)
     if "not_emptied" in extra:
         result["not_emptied"] = extra["not_emptied"]
     return result
@@ -95,6 +100,8 @@ def _message(summary, unresolved):
         text += "; CPU spread %.1f -> %.1f points" % (summary["cpu_spread_before"], summary["cpu_spread_after"])
     if summary["policy"] == "consolidate":
         text += "; %d host%s can be powered off" % (summary["power_off"], "" if summary["power_off"] == 1 else "s")
+    if summary["growth"]:
+        text += "; %d guest%s can grow in place" % (summary["growth"], "" if summary["growth"] == 1 else "s")
     if unresolved:
         text += "; %d problem%s left (see unresolved)" % (len(unresolved), "" if len(unresolved) == 1 else "s")
     return text

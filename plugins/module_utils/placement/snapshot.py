@@ -13,7 +13,7 @@ A snapshot is plain data (the ``rebalance_plan`` module documents its schema)::
     hosts:  [{name, cpus, memory_mb, maintenance, reachable, cpu_overcommit,
               memory_overcommit, max_incoming, max_outgoing}]
     guests: [{name, host, vcpus, memory_mb, cpu_cores, cpu_history, tags, last_migrated,
-              dirty_rate_mb}]
+              dirty_rate_mb, max_vcpus, max_memory_mb, memory_used_mb}]
 
 Every value is checked here, so a wrong snapshot fails with the path of the wrong value
 (``guests[3].memory_mb``) before any planning; ``from_fleet`` turns the fleet snapshot the
@@ -89,7 +89,8 @@ class Guest:  # pylint: disable=too-few-public-methods,too-many-instance-attribu
     """One running guest: where it is, what it holds and uses, and its rules."""
 
     __slots__ = ("name", "host", "vcpus", "memory_mb", "cpu_cores", "cpu_history", "tags", "last_migrated",
-                 "dirty_rate_mb", "migratable", "affinity_group", "anti_affinity_group")
+                 "dirty_rate_mb", "migratable", "affinity_group", "anti_affinity_group", "max_vcpus", "max_memory_mb",
+                 "memory_used_mb")
 
     def __init__(self, record, where, host_names):
         if not isinstance(record, dict):
@@ -110,6 +111,12 @@ class Guest:  # pylint: disable=too-few-public-methods,too-many-instance-attribu
         self.last_migrated = None if last is None else _number(last, where + ".last_migrated")
         dirty = record.get("dirty_rate_mb")
         self.dirty_rate_mb = 0.0 if dirty is None else _number(dirty, where + ".dirty_rate_mb")
+        # what growing in place needs: the live maxima, and memory use as the guest's balloon reports it
+        maximum = record.get("max_vcpus")
+        self.max_vcpus = None if maximum is None else _number(maximum, where + ".max_vcpus", minimum=1, integer=True)
+        for key in ("max_memory_mb", "memory_used_mb"):
+            value = record.get(key)
+            setattr(self, key, None if value is None else _number(value, "%s.%s" % (where, key)))
         tags = record.get("tags") or {}
         if not isinstance(tags, dict):
             raise PlanError("%s.tags must be a mapping, got %r" % (where, tags))
@@ -158,7 +165,7 @@ DEFAULTS = dict(
     cpu_high=80.0, cpu_target=None, cpu_low=25.0, memory_high=90.0, cpu_overcommit=4.0, memory_overcommit=1.0,
     max_migrations=20, cooldown=3600.0, min_improvement=5.0, drain=(), exclude=(), now=None,
     max_parallel=4, max_per_source=2, max_per_destination=1, history_percentile=90.0,
-    migration_bandwidth_mb=1250.0, placement=None,
+    migration_bandwidth_mb=1250.0, placement=None, grow_tag="autogrow", grow_threshold=90.0, grow_step=50.0,
 )
 
 
@@ -193,6 +200,11 @@ class Settings:  # pylint: disable=too-few-public-methods,too-many-instance-attr
         if self.history_percentile > 100:
             raise PlanError("history_percentile must be at most 100, got %r" % self.history_percentile)
         self.migration_bandwidth_mb = _number(values["migration_bandwidth_mb"], "migration_bandwidth_mb", above=True)
+        self.grow_tag = _name(values["grow_tag"], "grow_tag")
+        self.grow_threshold = _number(values["grow_threshold"], "grow_threshold", above=True)
+        if self.grow_threshold > 100:
+            raise PlanError("grow_threshold must be at most 100, got %r" % self.grow_threshold)
+        self.grow_step = _number(values["grow_step"], "grow_step", above=True)
         self.drain = _names(values["drain"], "drain")
         self.exclude = _names(values["exclude"], "exclude")
         self.placement = values["placement"] or ("pack" if policy == "consolidate" else "spread")
@@ -244,5 +256,10 @@ def from_fleet(fleet):
         seen_names.add(name)
         guests.append(dict(name=name, host=hypervisor["name"], vcpus=guest["vcpus"] or 1,
                            memory_mb=(guest["memory"] or 0) / MIB, cpu_cores=guest.get("cpu_cores") or 0,
-                           tags=tags, last_migrated=guest.get("last_migrated")))
+                           tags=tags, last_migrated=guest.get("last_migrated"), max_vcpus=guest.get("max_vcpus"),
+                           max_memory_mb=_mib(guest.get("max_memory")), memory_used_mb=_mib(guest.get("memory_used"))))
     return dict(hosts=hosts, guests=guests)
+
+
+def _mib(size):
+    return None if size is None else size / MIB

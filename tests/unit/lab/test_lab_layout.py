@@ -52,10 +52,15 @@ def test_guest_xml_boots_the_lab_image_with_its_load(tmp_path):
                                             vcpus=2, memory_mib=384, load=40))
     assert root.get("type") == "qemu"
     assert root.findtext("name") == "web-1"
-    assert root.findtext("vcpu") == "2"
+    assert root.findtext("vcpu") == "2" and root.find("vcpu").get("current") == "2"
     assert root.findtext("os/kernel") == "/img/vmlinuz"
     assert "kvmops.load=40" in root.findtext("os/cmdline")
     assert root.find("devices/serial/log").get("file") == str(layout.serial_log("web-1"))
+
+
+def test_guest_xml_with_room_for_hot_plugged_vcpus(tmp_path):
+    root = ElementTree.fromstring(guest_xml("db-1", LabLayout(tmp_path), "/k", "/i", vcpus=1, max_vcpus=4))
+    assert (root.find("vcpu").get("current"), root.findtext("vcpu")) == ("1", "4")
 
 
 @pytest.mark.parametrize("name", ["", "-lead", "has space", "semi;colon", "x" * 64, "<tag>"])

@@ -117,6 +117,7 @@ def check_plan(snapshot, policy, settings, result):
         for move in in_wave:
             placement[move["guest"]] = move["destination"]
     _check_groups(rules, before, placement, migrations)
+    _check_growth(rules, placement, result)
     after = {host["name"]: host for host in result["hosts_after"]}
     for name, load in rules.loads(placement).items():
         assert after[name]["guests"] == sum(1 for host in placement.values() if host == name)
@@ -162,3 +163,38 @@ def _check_groups(rules, before, after, migrations):
             for second in members:
                 if first < second and after[first] is not None and after[first] == after[second]:
                     assert before[first] == before[second], "anti-affinity group %s: %s and %s meet" % (group, first, second)
+
+
+def _check_growth(rules, placement, result):
+    """Growth: only tagged guests of hosts left hot, using at least grow_threshold of what they
+    have, never past their maxima nor the host's vCPU and memory limits; every tagged guest of
+    such a host is either grown or refused with a reason."""
+    tag = rules.settings.get("grow_tag", "autogrow")
+    threshold = rules.settings.get("grow_threshold", 90.0) / 100.0
+    loads = rules.loads(placement)
+    hot = {name for name, load in loads.items() if rules.receives(name) and rules.hot(name, load)}
+    tagged = {name for name, host in placement.items()
+              if host in hot and is_true((rules.guests[name].get("tags") or {}).get(tag, False))}
+    grown = {item["guest"]: item for item in result["growth"]}
+    refused = {item["guest"]: item for item in result["growth_refused"]}
+    assert set(grown) | set(refused) == tagged and not set(grown) & set(refused), (tagged, grown, refused)
+    assert all(item["reason"] for item in refused.values())
+    for name, item in grown.items():
+        guest = rules.guests[name]
+        assert item["host"] == placement[name]
+        vcpus, memory = guest.get("vcpus", 1), guest["memory_mb"]
+        assert item["vcpus_from"] == vcpus and item["memory_mb_from"] == memory
+        assert (item["vcpus"], item["memory_mb"]) != (vcpus, memory), item
+        if item["vcpus"] != vcpus:
+            assert vcpus < item["vcpus"] <= guest["max_vcpus"]
+            assert planned_cpu(guest, rules.percentile) >= threshold * vcpus - EPS
+        if item["memory_mb"] != memory:
+            assert memory < item["memory_mb"] <= guest["max_memory_mb"] and item["memory_mb"] == int(item["memory_mb"])
+            assert guest["memory_used_mb"] >= threshold * memory - EPS
+        load = loads[item["host"]]
+        load[1] += item["memory_mb"] - memory
+        load[2] += item["vcpus"] - vcpus
+        if item["vcpus"] != vcpus:
+            assert load[2] <= rules.vcpu_limit[item["host"]] + EPS, "growth passes cpu_overcommit on %s" % item["host"]
+        if item["memory_mb"] != memory:
+            assert load[1] <= rules.memory_limit[item["host"]] + EPS, "growth passes memory_high on %s" % item["host"]

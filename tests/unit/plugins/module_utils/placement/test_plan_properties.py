@@ -42,6 +42,11 @@ def fleets(draw, max_hosts=6, max_guests=16, history=True):
                      vcpus=draw(st.integers(1, 4)), memory_mb=draw(st.sampled_from([256, 512, 1024, 2048])),
                      cpu_cores=draw(st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.5, 2.5])), tags=tags,
                      last_migrated=draw(st.sampled_from([None, None, NOW - 60, NOW - 100000])))
+        if draw(st.integers(0, 3)) == 0:
+            tags["autogrow"] = draw(st.sampled_from([True, "yes", False]))
+            guest["max_vcpus"] = guest["vcpus"] + draw(st.integers(0, 4))
+            guest["max_memory_mb"] = guest["memory_mb"] * draw(st.sampled_from([1, 2, 4]))
+            guest["memory_used_mb"] = draw(st.sampled_from([None, guest["memory_mb"] * 0.5, guest["memory_mb"]]))
         if history and draw(st.booleans()):
             guest["cpu_history"] = draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0]), min_size=1, max_size=6))
         guests.append(guest)
@@ -56,7 +61,8 @@ def plan_settings(draw, snapshot, policy):
                   memory_high=draw(st.sampled_from([80.0, 90.0, 100.0])),
                   max_migrations=draw(st.sampled_from([0, 1, 3, 20])),
                   max_per_destination=draw(st.integers(1, 2)), max_per_source=draw(st.integers(1, 3)),
-                  max_parallel=draw(st.integers(1, 4)), cooldown=3600)
+                  max_parallel=draw(st.integers(1, 4)), cooldown=3600,
+                  grow_threshold=draw(st.sampled_from([50.0, 90.0])), grow_step=draw(st.sampled_from([50.0, 100.0])))
     if policy == "evacuate":
         names = [host["name"] for host in snapshot["hosts"]]
         chosen["drain"] = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True))

@@ -242,3 +242,64 @@ def test_from_fleet_keeps_running_guests_once_and_pins_name_clashes():
     assert by_name["db"]["last_migrated"] == 5 and by_name["db"]["memory_mb"] == 2048.0
     assert by_name["db@k2"]["tags"] == dict(migratable=False)
     plan(snapshot, "hotspot")  # and the planner takes it
+
+
+def growing(name, where, cpu, vcpus=1, max_vcpus=2, memory_mb=1024, max_memory_mb=None, memory_used_mb=None, **tags):
+    record = guest(name, where, cpu, memory_mb=memory_mb, vcpus=vcpus, **dict(dict(autogrow=True), **tags))
+    record.update(max_vcpus=max_vcpus, max_memory_mb=max_memory_mb, memory_used_mb=memory_used_mb)
+    return record
+
+
+def test_when_no_move_helps_a_saturated_tagged_guest_grows_within_its_maxima():
+    # every host is hot: nothing can move, so the busy guests that allow it grow in place
+    snapshot = dict(hosts=[host("a", cpus=2), host("b", cpus=2)], guests=[
+        growing("full", "a", 2.0, vcpus=2, max_vcpus=8), guest("other", "a", 0.0),
+        growing("idle", "a", 0.1), guest("b1", "b", 1.9, vcpus=2)])
+    result = planned(snapshot, cpu_high=80)
+    assert result["plan"] == [] and result["summary"]["growth"] == 1
+    assert result["growth"] == [dict(guest="full", host="a", vcpus=3, vcpus_from=2, memory_mb=1024.0, memory_mb_from=1024,
+                                     reason="no move relieves a; CPU 100% of 2 vCPUs (at least 90%)")]
+    assert result["growth_refused"] == [dict(guest="idle", host="a",
+                                             reason="uses 10% of its 1 vCPUs; its balloon reports no memory use")]
+    assert result["summary"]["message"].endswith("hot hosts 2 -> 2; 1 guest can grow in place; 2 problems left (see unresolved)")
+
+
+def test_no_growth_where_a_move_relieves_the_host():
+    snapshot = dict(hosts=[host("a", cpus=2), host("b", cpus=4)], guests=[
+        growing("full", "a", 1.0), guest("other", "a", 1.0)])
+    result = planned(snapshot, cpu_high=80)
+    assert len(result["plan"]) == 1 and result["growth"] == [] and result["growth_refused"] == []
+
+
+def test_growth_stops_at_the_maxima_and_at_the_hosts_limits():
+    snapshot = dict(hosts=[host("a", cpus=2, memory_mb=4096)], guests=[
+        growing("at-max", "a", 1.0, vcpus=1, max_vcpus=1),
+        growing("first", "a", 2.0, vcpus=2, max_vcpus=16, memory_mb=1024, max_memory_mb=4096, memory_used_mb=1000),
+        growing("second", "a", 2.0, vcpus=2, max_vcpus=16, memory_mb=1024, max_memory_mb=4096, memory_used_mb=1000)])
+    # 5 vCPUs of 6 allowed (cpu_overcommit 3), 3072 MiB of 3686 allowed (memory_high 90%)
+    result = planned(snapshot, cpu_high=80, cpu_overcommit=3)
+    grown = {item["guest"]: item for item in result["growth"]}
+    assert (grown["first"]["vcpus"], grown["first"]["memory_mb"]) == (3, 1536.0)
+    # what is left: no vCPU, 102 MiB
+    assert (grown["second"]["vcpus"], grown["second"]["memory_mb"]) == (2, 1126.0)
+    assert grown["second"]["reason"] == "no move relieves a; memory 98% used (at least 90%)"
+    assert [item["reason"] for item in result["growth_refused"]] == [
+        "at its most vCPUs (1); its balloon reports no memory use"]
+
+
+def test_growth_needs_the_tag_and_respects_grow_settings():
+    snapshot = dict(hosts=[host("a", cpus=1)], guests=[
+        growing("tagged", "a", 0.6, grow="yes", autogrow=False), guest("plain", "a", 0.6)])
+    assert planned(snapshot, cpu_high=80)["growth"] == []
+    result = planned(snapshot, cpu_high=80, grow_tag="grow", grow_threshold=50, grow_step=100)
+    assert [(item["guest"], item["vcpus"]) for item in result["growth"]] == [("tagged", 2)]
+    with pytest.raises(PlanError, match="grow_threshold must be at most 100"):
+        plan(snapshot, "hotspot", grow_threshold=150)
+
+
+def test_from_fleet_carries_what_growth_needs():
+    fleet = [dict(name="a", reachable=True, host=dict(logical_cpus=2, memory_total=4 << 30), guests=[
+        dict(name="g", uuid="u", state="running", vcpus=1, max_vcpus=4, memory=1 << 30, max_memory=2 << 30,
+             memory_used=900 << 20, cpu_cores=1.0, tags=dict(autogrow=True))])]
+    [record] = from_fleet(fleet)["guests"]
+    assert (record["max_vcpus"], record["max_memory_mb"], record["memory_used_mb"]) == (4, 2048.0, 900.0)
