@@ -1,6 +1,6 @@
 # kvmops.virt: build, test, and the local lab of real KVM hypervisors.
 #   make test    install what is missing, then sanity + unit + integration tests
-#   make demo    bring up the lab, spread a few guests over it, show the fleet
+#   make demo    bring up the lab, a few guests on it, and rebalance them on peak load (rulebook)
 # Both work on a fresh Debian 12 machine as root.
 
 SHELL := /bin/bash
@@ -26,7 +26,7 @@ LAB := $(BIN)/python -m lab
 
 help:
 	@echo "make test        install dependencies, run sanity, unit and integration tests"
-	@echo "make demo        bring up the lab, create guests on it, show the fleet"
+	@echo "make demo        bring up the lab and guests, raise one host's load, watch the rulebook rebalance"
 	@echo "make lab-up      start $(LAB_HOSTS) lab hypervisors (LAB_HOSTS=N for more)"
 	@echo "make lab-status  hosts, guests and their CPU use"
 	@echo "make lab-down    stop everything the lab started"
