@@ -92,7 +92,7 @@ integration: install
 # One pytest run for unit and integration tests, so the last line is its summary. The
 # integration tests bring the lab up and down themselves (tests/integration/conftest.py).
 test: install sanity
-	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest --durations=25 tests/unit tests/integration
 
 # --- the lab ----------------------------------------------------------------------------
 lab-up: venv
