@@ -4,6 +4,7 @@
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import libvirt
@@ -133,6 +134,19 @@ class Lab:
                 raise LabError(f"lab host {host_name} is not running")
             create_guest(conns[host_name], name, self.layout, vmlinuz, initrd, vcpus, memory_mib, load, agent=agent,
                          max_vcpus=max_vcpus)
+
+    def create_guests(self, placement, **options):
+        """create_guest for each {name: host} at once: they boot in parallel, which takes about
+        half the time on two cores. All or none: when one fails, the others are removed."""
+        with ThreadPoolExecutor(max_workers=max(1, len(placement))) as pool:
+            futures = {name: pool.submit(self.create_guest, name, host, **options) for name, host in placement.items()}
+        failed = [(name, future.exception()) for name, future in futures.items() if future.exception()]
+        if failed:
+            for name in placement:
+                if name not in dict(failed):
+                    self.remove_guest_if_defined(name)
+            raise failed[0][1]
+        return list(placement)
 
     def _on_each_copy(self, name, action):
         with self.connections() as conns:

@@ -35,7 +35,7 @@ def busy_guests(lab, request):
     names = ["it-drain-%d" % index for index in range(1, GUESTS + 1)]
     for name in names:
         lab.remove_guest_if_defined(name)
-        lab.create_guest(name, "kvm1", load=20)
+    lab.create_guests(dict.fromkeys(names, "kvm1"), load=20)
     yield names
     for name in names:
         lab.remove_guest_if_defined(name)
