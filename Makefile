@@ -21,7 +21,7 @@ SANITY_TREE := $(BUILD)/sanity/ansible_collections/kvmops/virt
 BIN := $(VENV)/bin
 LAB := $(BIN)/python -m lab
 
-.PHONY: help deps venv build install sanity unit integration test demo bench-inventory bench-placement \
+.PHONY: help deps venv build ee-context install sanity unit integration test demo bench-inventory bench-placement \
         lab-up lab-down lab-status clean
 
 help:
@@ -31,6 +31,7 @@ help:
 	@echo "make lab-status  hosts, guests and their CPU use"
 	@echo "make lab-down    stop everything the lab started"
 	@echo "make build       build the collection tarball into .build/"
+	@echo "make ee-context  build contexts of the execution and decision environments (.build/ee, .build/de)"
 	@echo "make bench-inventory  the inventory benchmark (~40 min; BENCH_ARGS=--help for options)"
 	@echo "make bench-placement  the planner: PlanetLab trace replay, MILP ratio, speed (~3 min)"
 	@echo "make clean       lab down, remove .lab/ .build/ .venv/"
@@ -64,6 +65,14 @@ venv: $(VENV)/.installed
 build: venv
 	rm -rf $(BUILD)/kvmops-virt-*.tar.gz
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
+	@# without the version: what the execution and decision environment definitions copy
+	cp $(TARBALL) $(BUILD)/kvmops-virt.tar.gz
+
+# The build contexts of the job execution environment and the decision environment, for
+# podman/docker build (there is no container engine here to build the images).
+ee-context: build
+	$(BIN)/ansible-builder create -f execution-environment.yml -c $(BUILD)/ee --output-filename Containerfile
+	$(BIN)/ansible-builder create -f extensions/eda/decision-environment.yml -c $(BUILD)/de --output-filename Containerfile
 
 install: build
 	rm -rf $(KVMOPS_COLLECTIONS_PATH)
