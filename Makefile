@@ -1,5 +1,5 @@
 # kvmops.virt: build, test, and the local lab of real KVM hypervisors.
-#   make test    install what is missing, then sanity + unit + integration tests
+#   make test    install what is missing, then sanity, lint, unit and integration tests
 #   make demo    bring up the lab, a few guests on it, and rebalance them on peak load (rulebook)
 # Both work on a fresh Debian 12 machine as root.
 
@@ -21,11 +21,12 @@ SANITY_TREE := $(BUILD)/sanity/ansible_collections/kvmops/virt
 BIN := $(VENV)/bin
 LAB := $(BIN)/python -m lab
 
-.PHONY: help deps venv build ee-context install sanity unit integration test demo bench-inventory bench-placement \
+.PHONY: help deps venv build ee-context install sanity lint unit integration test demo bench-inventory bench-placement \
         lab-up lab-down lab-status clean
 
 help:
-	@echo "make test        install dependencies, run sanity, unit and integration tests"
+	@echo "make test        install dependencies, run sanity, lint, unit and integration tests"
+	@echo "make lint        ruff and ansible-lint (production profile)"
 	@echo "make demo        bring up the lab and guests, raise one host's load, watch the rulebook rebalance"
 	@echo "make lab-up      start $(LAB_HOSTS) lab hypervisors (LAB_HOSTS=N for more)"
 	@echo "make lab-status  hosts, guests and their CPU use"
@@ -98,9 +99,16 @@ unit: install
 integration: install
 	$(BIN)/pytest tests/integration
 
+# ruff over all Python (ruff.toml); ansible-lint, production profile (.ansible-lint), over
+# the roles, playbooks, rulebooks and environment definitions, with this build installed.
+LINTED := roles playbooks extensions/eda/rulebooks execution-environment.yml extensions/eda/decision-environment.yml meta
+lint: install
+	$(BIN)/ruff check .
+	PATH="$(BIN):$$PATH" ANSIBLE_COLLECTIONS_PATH=$(KVMOPS_COLLECTIONS_PATH) $(BIN)/ansible-lint $(LINTED)
+
 # One pytest run for unit and integration tests, so the last line is its summary. The
 # integration tests bring the lab up and down themselves (tests/integration/conftest.py).
-test: install sanity
+test: install sanity lint
 	$(BIN)/pytest --durations=25 tests/unit tests/integration
 
 # --- the lab ----------------------------------------------------------------------------

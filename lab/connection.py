@@ -1,7 +1,7 @@
-"""The collection's own connection layer, for the lab.
+"""The collection's own connection layer and XML parser, for the lab.
 
 Loaded from the source tree by path: the lab runs without the collection installed, and
-that module needs nothing but libvirt. So the lab gets the same bounded connect time and
+those modules need nothing but libvirt and the standard library. So the lab gets the same bounded connect time and
 error messages as the collection (a hung daemon must not hang 'lab down').
 """
 
@@ -10,23 +10,23 @@ import sys
 
 from .layout import REPO_ROOT
 
-_NAME = "kvmops_virt_connection"
-
-
-def _load():
-    if _NAME in sys.modules:
-        return sys.modules[_NAME]
-    spec = importlib.util.spec_from_file_location(_NAME, REPO_ROOT / "plugins" / "module_utils" / "connection.py")
+def _load(name):
+    """plugins/module_utils/<name>.py of the source tree, as module kvmops_virt_<name>."""
+    module_name = "kvmops_virt_" + name
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / "plugins" / "module_utils" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[_NAME] = module
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
 
 
-_connection = _load()
+_connection = _load("connection")
 LibvirtConnection = _connection.LibvirtConnection
 LibvirtOperationError = _connection.LibvirtOperationError
 run_event_loop = _connection.run_event_loop
+parse_xml = _load("safe_xml").parse_xml
 
 # Lab hosts are on loopback: anything slower than this is a hung daemon.
 LAB_CONNECT_TIMEOUT = 5.0

@@ -9,12 +9,11 @@ requested load is also kept in the guest's metadata, which travels with the gues
 import re
 import time
 import uuid
-from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
-from .connection import run_event_loop
+from .connection import parse_xml, run_event_loop
 from .hosts import LabError
 
 LAB_METADATA_NS = "https://github.com/kvmops/kvmops.virt/lab/1"
@@ -198,7 +197,7 @@ def recorded_settings(dom):
         text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, LAB_METADATA_NS, 0)
     except libvirt.libvirtError:
         return None, None
-    root = ElementTree.fromstring(text)
+    root = parse_xml(text, f"lab metadata of {dom.name()}")
     return tuple(int(root.findtext(tag)) if (root.findtext(tag) or "").isdigit() else None
                  for tag in ("load", "dirty"))
 

@@ -50,7 +50,7 @@ def kernel_package():
     depends = _run(["apt-cache", "depends", _KERNEL_METAPACKAGE])
     for line in depends.splitlines():
         name = line.strip().removeprefix("Depends: ")
-        if name.startswith("linux-image-6") or name.startswith("linux-image-7"):
+        if name.startswith(("linux-image-6", "linux-image-7")):
             return name
     raise LabError(f"apt knows no kernel behind {_KERNEL_METAPACKAGE}: run 'apt-get update' first")
 

@@ -50,7 +50,8 @@ class RulebookRun:
             found = re.search(pattern, self.text())
             if found:
                 return found
-            assert self.alive(), f"ansible-rulebook ended (rc {self.process.returncode}):\n{self.text()[-4000:]}"
+            if not self.alive():
+                raise AssertionError(f"ansible-rulebook ended (rc {self.process.returncode}):\n{self.text()[-4000:]}")
             time.sleep(0.2)
         raise AssertionError(f"ansible-rulebook printed no {pattern!r} within {timeout} s:\n{self.text()[-4000:]}")
 
@@ -65,7 +66,8 @@ class RulebookRun:
             for event in self.events(kind):
                 if host is None or event.get("host") == host:
                     return event
-            assert self.alive(), f"ansible-rulebook ended (rc {self.process.returncode}):\n{self.text()[-4000:]}"
+            if not self.alive():
+                raise AssertionError(f"ansible-rulebook ended (rc {self.process.returncode}):\n{self.text()[-4000:]}")
             time.sleep(0.2)
         raise AssertionError(f"no {kind} event for {host} within {timeout} s:\n{self.text()[-4000:]}")
 

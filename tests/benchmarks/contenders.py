@@ -23,7 +23,7 @@ import yaml
 
 from paths import COLLECTIONS_PATH  # first: puts the repository (for lab) on sys.path
 
-from lab.collection import ansible_environment as environment_for  # noqa: E402  pylint: disable=wrong-import-order
+from lab.collection import ansible_environment as environment_for  # pylint: disable=wrong-import-order
 
 ANSIBLE_PACKAGE = "ansible==12.3.0"
 ANSIBLE_WHEEL = "ansible-12.3.0-py3-none-any.whl"

@@ -1,5 +1,7 @@
 """Where a lab guest is: on which lab hosts it runs and is defined, as libvirt says."""
 
+import libvirt
+
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 
 
@@ -10,7 +12,7 @@ def where(lab, name):
         with LibvirtConnection(lab.host(host).spec.uri) as conn:
             try:
                 domain = conn.handle.lookupByName(name)
-            except Exception:  # pylint: disable=broad-except  # libvirtError: not there
+            except libvirt.libvirtError:  # not there
                 continue
             found[host] = (bool(domain.isActive()), bool(domain.isPersistent()))
     return found

@@ -172,7 +172,7 @@ def test_the_destination_daemon_killed_mid_migration(lab, run_module, busy_guest
     lab.set_load(busy_guest, dirty=64)
     for _attempt in range(2):
         results = []
-        worker = threading.Thread(target=lambda: results.append(
+        worker = threading.Thread(target=lambda results=results: results.append(
             run_module("migrate", migrate_args(lab, busy_guest, bandwidth=2, timeout=60))))
         worker.start()
         time.sleep(2)  # the migration is under way, copying at 2 MiB/s

@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-import contenders  # noqa: E402  pylint: disable=wrong-import-position
-import report  # noqa: E402  pylint: disable=wrong-import-position
-from inventory_benchmark import Scenario  # noqa: E402  pylint: disable=wrong-import-position
+import contenders  # pylint: disable=wrong-import-position
+import report  # pylint: disable=wrong-import-position
+from inventory_benchmark import Scenario  # pylint: disable=wrong-import-position
 
 
 @pytest.mark.parametrize("text, name, real", [

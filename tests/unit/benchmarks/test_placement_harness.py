@@ -9,10 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "placement"))
 
-import milp_benchmark  # noqa: E402  pylint: disable=wrong-import-position
-import trace_benchmark  # noqa: E402  pylint: disable=wrong-import-position
-from datacenter import Simulation, Trace  # noqa: E402  pylint: disable=wrong-import-position
-from strategies import NoMigration, ThresholdMmt  # noqa: E402  pylint: disable=wrong-import-position
+import milp_benchmark  # pylint: disable=wrong-import-position
+import trace_benchmark  # pylint: disable=wrong-import-position
+from datacenter import Simulation, Trace  # pylint: disable=wrong-import-position
+from strategies import NoMigration, ThresholdMmt  # pylint: disable=wrong-import-position
 
 
 def test_the_planetlab_days_are_found():

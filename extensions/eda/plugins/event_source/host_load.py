@@ -171,7 +171,7 @@ class HostLoadSource:
             snapshot = self.snapshot_due(time.time())
             try:
                 fleet = await asyncio.to_thread(self.read, snapshot)
-            except Exception as error:  # pylint: disable=broad-except  # the source must outlive any one reading
+            except Exception as error:  # noqa: BLE001  pylint: disable=broad-except  # the source must outlive any one reading
                 LOGGER.warning("kvmops.virt.host_load: reading the hypervisors failed: %s", error)
             else:
                 for event in self.events(fleet, time.time(), snapshot):

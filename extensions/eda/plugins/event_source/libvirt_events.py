@@ -241,7 +241,7 @@ class LibvirtEventsSource:
             while True:
                 try:
                     await asyncio.to_thread(self.keep_up)
-                except Exception as error:  # pylint: disable=broad-except  # the source must outlive any one attempt
+                except Exception as error:  # noqa: BLE001  pylint: disable=broad-except  # the source must outlive any one attempt
                     LOGGER.warning("kvmops.virt.libvirt_events: %s", error)
                 await asyncio.sleep(self.interval)
         finally:  # cancelled (ansible-rulebook stopping): no callback may reach a closed loop

@@ -52,7 +52,7 @@ def write_image(tmp_path, image, name="seed.iso"):
 def listed_names(listing):
     names = []
     for line in listing.decode().splitlines():
-        if line.startswith("-") or line.startswith("d"):
+        if line.startswith(("-", "d")):
             names.append(line.split("]", 1)[1].strip())
     return names
 

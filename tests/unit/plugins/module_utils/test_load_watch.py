@@ -22,7 +22,7 @@ class Fleet:
 
     def step(self, seconds=5.0):
         self.now += seconds
-        for host, guests in self.cores.items():
+        for guests in self.cores.values():
             for name, cores in guests.items():
                 self.counters[name] = self.counters.get(name, 0) + int(cores * seconds * SECOND)
         return self.snapshot()

@@ -135,7 +135,7 @@ def _check_concurrency(rules, settings, in_wave):
     for side, default, key in (("destination", settings.get("max_per_destination", 1), "max_incoming"),
                                ("source", settings.get("max_per_source", 2), "max_outgoing")):
         per_host = {}
-        for unit, members in groups.items():
+        for members in groups.values():
             per_host.setdefault(members[0][side], []).append(len(members))
         for host, sizes in per_host.items():
             if len(sizes) > 1:
