@@ -26,10 +26,12 @@ options:
       - User name to give when libvirt asks for one (SASL on V(qemu+tcp) or V(qemu+tls),
         password authentication of V(qemu+libssh2)).
       - For V(qemu+ssh) put the user in the URI and use SSH keys instead.
+      - Defaults to the environment variable E(KVMOPS_LIBVIRT_USERNAME), as for the inventory plugin.
     type: str
   password:
     description:
       - Password or passphrase to give when libvirt asks for one. Never logged.
+      - Defaults to the environment variable E(KVMOPS_LIBVIRT_PASSWORD).
     type: str
   connect_timeout:
     description:
@@ -51,10 +53,12 @@ options:
     description:
       - User name to give when libvirt asks for one (SASL on V(qemu+tcp) or V(qemu+tls),
         password authentication of V(qemu+libssh2)); the same for every hypervisor.
+      - Defaults to the environment variable E(KVMOPS_LIBVIRT_USERNAME).
     type: str
   password:
     description:
       - Password or passphrase to give when libvirt asks for one. Never logged.
+      - Defaults to the environment variable E(KVMOPS_LIBVIRT_PASSWORD).
     type: str
   connect_timeout:
     description:

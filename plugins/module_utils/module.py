@@ -14,7 +14,7 @@ from __future__ import annotations
 import traceback
 from contextlib import contextmanager
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import (
     CONNECTION_ARGUMENT_SPEC,
@@ -37,6 +37,9 @@ class LibvirtModule(AnsibleModule):
         # with_uri=False: a module that talks to hypervisors it is given as a list takes
         # only the credentials and timeout of the shared options
         spec = {key: value for key, value in CONNECTION_ARGUMENT_SPEC.items() if with_uri or key != "uri"}
+        # the same variables the inventory plugin reads: an AWX credential type injects them once for both
+        spec["username"] = dict(spec["username"], fallback=(env_fallback, ["KVMOPS_LIBVIRT_USERNAME"]))
+        spec["password"] = dict(spec["password"], fallback=(env_fallback, ["KVMOPS_LIBVIRT_PASSWORD"]))
         spec.update(argument_spec or {})
         super().__init__(argument_spec=spec, **kwargs)
         if LIBVIRT_IMPORT_ERROR is not None:
