@@ -172,13 +172,20 @@ options:
     description: Percent by which a guest grows in one plan, at least one vCPU.
     type: float
     default: 50
+  report:
+    description:
+      - Also write the plan as a self-contained HTML page (hosts' loads before and as planned,
+        the moves and their reasons, what blocked the rest, timings) to this path, on the host
+        that runs the module. Not in check mode.
+      - The same page as the filter P(kvmops.virt.rebalance_report#filter) renders.
+    type: path
   now:
     description: The time (epoch seconds) cooldowns are counted from; defaults to now. For replaying an old snapshot.
     type: float
 attributes:
   check_mode:
     support: full
-    description: The module never changes anything; it plans the same in check mode.
+    description: The module changes nothing on the hypervisors and plans the same in check mode; it writes no O(report) then.
   diff_mode:
     support: N/A
     description: Nothing changes, so there is no difference to show.
@@ -359,6 +366,10 @@ summary:
     unreachable: []
     planning_ms: 2.1
     message: "3 migrations in 2 waves; hot hosts 1 -> 0"
+report:
+  description: The path the HTML report was written to.
+  returned: when O(report) is given and not in check mode
+  type: str
 snapshot:
   description: The snapshot gathered from O(hypervisors) (the form O(snapshot) takes), to replay the plan offline.
   returned: when O(hypervisors) is given
@@ -371,6 +382,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fl
 from ansible_collections.kvmops.virt.plugins.module_utils.module import LibvirtModule
 from ansible_collections.kvmops.virt.plugins.module_utils.placement.planner import plan
 from ansible_collections.kvmops.virt.plugins.module_utils.placement.snapshot import PlanError, from_fleet
+from ansible_collections.kvmops.virt.plugins.module_utils.rebalance_report import render
 
 SETTINGS = ("cpu_high", "cpu_target", "cpu_low", "memory_high", "cpu_overcommit", "memory_overcommit",
             "max_migrations", "cooldown", "min_improvement", "drain", "exclude", "placement",
@@ -402,6 +414,7 @@ ARGUMENT_SPEC = dict(
     grow_tag=dict(type="str", default="autogrow"),
     grow_threshold=dict(type="float", default=90.0),
     grow_step=dict(type="float", default=50.0),
+    report=dict(type="path"),
     now=dict(type="float"),
 )
 
@@ -439,6 +452,15 @@ def main():
     except PlanError as error:
         module.fail_json(msg="cannot plan: %s" % error)
     result["summary"].update(unreachable=unreachable, planning_ms=round(1000 * (time.perf_counter() - started), 1))
+    if params["report"] and not module.check_mode:
+        page = render(result, cpu_high=params["cpu_high"], memory_high=params["memory_high"],
+                      title="Rebalance plan (%s)" % params["policy"])
+        try:
+            with open(params["report"], "w", encoding="utf-8") as report:
+                report.write(page)
+        except OSError as error:
+            module.fail_json(msg="cannot write the report to %s: %s" % (params["report"], error), **result)
+        result["report"] = params["report"]
     if params["hypervisors"] is not None:
         result["snapshot"] = snapshot
     module.exit_json(changed=False, **result)
