@@ -18,7 +18,7 @@ import pytest
 from ansible_collections.kvmops.virt.plugins.module_utils.rebalance_report import render
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "plugins" / "filter"))
-from test_rebalance_report import role_result  # noqa: E402  pylint: disable=wrong-import-position,import-error
+from test_rebalance_report import role_result  # pylint: disable=wrong-import-position,import-error
 
 CHROMIUM = shutil.which("chromium")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "rebalance-report.png"
