@@ -10,6 +10,7 @@ import sys
 
 from .layout import REPO_ROOT
 
+
 def _load(name):
     """plugins/module_utils/<name>.py of the source tree, as module kvmops_virt_<name>."""
     module_name = "kvmops_virt_" + name

@@ -36,8 +36,8 @@ def job(lab, ansible_env, tmp_path, project_playbook, extra_vars, ident):
     artifacts = data_dir / "artifacts" / ident
     status = (artifacts / "status").read_text().strip()
     rc = int((artifacts / "rc").read_text())
-    events = [json.loads(path.read_text()) for path in sorted((artifacts / "job_events").glob("*.json"),
-                                                               key=lambda path: int(path.name.split("-")[0]))]
+    event_files = sorted((artifacts / "job_events").glob("*.json"), key=lambda path: int(path.name.split("-")[0]))
+    events = [json.loads(path.read_text()) for path in event_files]
     stats = [event for event in events if event["event"] == "playbook_on_stats"]
     assert stats, done.stdout[-3000:]
     return status, rc, events, stats[-1]["event_data"].get("artifact_data", {}), done.stdout

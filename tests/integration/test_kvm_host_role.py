@@ -131,7 +131,8 @@ def test_tls_by_default_on_a_real_libvirtd(lab, ansible_env, fourth_host, tmp_pa
     with pytest.raises(LibvirtOperationError):
         LibvirtConnection(spec.uri, connect_timeout=5).open()  # plain TCP is off now
 
-    again, _seconds = role(ansible_env, lab, **dict(variables, kvm_host_check_uri=tls_uri))
+    variables["kvm_host_check_uri"] = tls_uri
+    again, _seconds = role(ansible_env, lab, **variables)
     assert again["localhost"]["failed"] == 0 and again["localhost"]["changed"] == 0, again
     figures("kvm_host role: TLS on a real libvirtd", f"first run {seconds:.1f} s; reached over qemu+tls with a client "
             "certificate, plain TCP refused; second run changed nothing")

@@ -75,8 +75,8 @@ def test_guest_supplied_names_are_text_and_nothing_is_fetched():
 def test_a_plan_alone_says_so_and_shows_the_planned_loads(tmp_path, run_module):
     path = tmp_path / "plan.html"
     snapshot = dict(hosts=[dict(name="a", cpus=2, memory_mb=4096), dict(name="b", cpus=2, memory_mb=4096)],
-                    guests=[dict(name="g1", host="a", cpu_cores=1.0, memory_mb=512), dict(name="g2", host="a", cpu_cores=0.9,
-                                                                                              memory_mb=512)])
+                    guests=[dict(name="g1", host="a", cpu_cores=1.0, memory_mb=512),
+                            dict(name="g2", host="a", cpu_cores=0.9, memory_mb=512)])
     checked = run_module("rebalance_plan", dict(snapshot=snapshot, cpu_high=60, report=str(path)), check=True)
     assert "report" not in checked and not path.exists()
     result = run_module("rebalance_plan", dict(snapshot=snapshot, cpu_high=60, report=str(path)))
