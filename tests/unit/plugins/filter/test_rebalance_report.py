@@ -1,15 +1,18 @@
 """The rebalance report: a self-contained page (nothing fetched, no scripts) with the loads
 before and after, the moves and their outcome, what blocked the rest, and every guest-supplied
-string escaped; written by the filter and by rebalance_plan's report option."""
+string escaped; written by the filter (in a real ansible run: importing ansible's controller
+code here would change how later tests see module warnings) and by rebalance_plan's report
+option."""
 
+import json
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
-import pytest
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.kvmops.virt.plugins.filter.rebalance_report import rebalance_report
 from ansible_collections.kvmops.virt.plugins.module_utils.placement.planner import plan
+from ansible_collections.kvmops.virt.plugins.module_utils.rebalance_report import render
 
 HOSTILE = '<img src=x onerror="alert(1)">'
 
@@ -48,7 +51,7 @@ def role_result():
 
 def test_the_role_result_becomes_a_page_with_loads_moves_and_reasons():
     result = role_result()
-    page_text = rebalance_report(result, cpu_high=60, memory_high=90)
+    page_text = render(result, cpu_high=60, memory_high=90)
     page = Page(page_text)
     words = page.words()
     assert "1 of 1 planned guest(s) moved; all 1 waves ran" in words
@@ -64,7 +67,7 @@ def test_guest_supplied_names_are_text_and_nothing_is_fetched():
     result = role_result()
     result["unresolved"] = [dict(host="kvm1", problem="CPU 80% above cpu_high 60%",
                                  guests=[dict(guest=HOSTILE, reason="tagged migratable=false")], reason="1 pinned")]
-    page_text = rebalance_report(result)
+    page_text = render(result)
     page = Page(page_text)
     assert "img" not in page.tags and "script" not in page.tags and "link" not in page.tags
     assert not [name for name, _value in page.attributes if name in ("src", "href", "onerror")]
@@ -93,11 +96,29 @@ def test_a_failed_move_and_growth_show_as_such():
     result["stopped"] = "a migration failed in wave 1"
     result["grown"] = [dict(guest="db-1", host="kvm1", vcpus=2, vcpus_from=1, memory_mb=256.0, memory_mb_from=256.0,
                             reason="no move relieves kvm1; CPU 100% of 1 vCPUs (at least 90%)")]
-    words = Page(rebalance_report(result)).words()
+    words = Page(render(result)).words()
     assert "failed: aborted after 3 s (timeout)" in words and "a migration failed in wave 1" in words
     assert "Grown in place db-1 kvm1 1 → 2 256 → 256 MiB" in words.replace("guest host vCPUs memory reason ", "")
 
 
-def test_anything_but_a_result_is_refused():
-    with pytest.raises(AnsibleFilterError, match="needs rebalance_result"):
-        rebalance_report(["not", "a", "result"])
+def filter_in_ansible(ansible_env, tmp_path, value, arguments=""):
+    """(rc, output) of an ad-hoc ansible run that applies the filter to ``value``."""
+    (tmp_path / "value.json").write_text(json.dumps(dict(value=value)))
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "ansible.builtin.copy",
+                           "-a", json.dumps(dict(content="{{ value | kvmops.virt.rebalance_report(%s) }}" % arguments,
+                                                 dest=str(tmp_path / "page.html"), mode="0600")),
+                           "-e", "@" + str(tmp_path / "value.json")], env=ansible_env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_the_filter_in_a_real_ansible_run(ansible_env, tmp_path):
+    rc, output = filter_in_ansible(ansible_env, tmp_path, role_result(), "cpu_high=60, title='Nightly'")
+    assert rc == 0, output
+    page = (tmp_path / "page.html").read_text()
+    assert "<title>Nightly</title>" in page and 'class="limit" style="left:60.0%"' in page
+
+
+def test_anything_but_a_result_is_refused(ansible_env, tmp_path):
+    rc, output = filter_in_ansible(ansible_env, tmp_path, ["not", "a", "result"])
+    assert rc != 0 and "rebalance_report needs rebalance_result or a rebalance_plan result" in output, output
