@@ -19,13 +19,9 @@ FORBIDDEN_SUFFIXES = (".pyc", ".tar.gz", ".qcow2", ".img")
 ACTION_GROUP = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["action_groups"]["libvirt"]
 
 
-@pytest.fixture(scope="module")
-def tarball(tmp_path_factory):
-    out = tmp_path_factory.mktemp("build")
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(out), str(REPO)],
-                   check=True, capture_output=True)
-    (built,) = out.glob("kvmops-virt-*.tar.gz")
-    return built
+@pytest.fixture(name="tarball")
+def tarball_fixture(collection_tarball):
+    return collection_tarball
 
 
 def test_tarball_holds_the_collection_and_nothing_else(tarball):

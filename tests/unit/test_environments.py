@@ -18,13 +18,9 @@ BIN = Path(sys.executable).parent
 DEFINITIONS = {"ee": Path("execution-environment.yml"), "de": Path("extensions/eda/decision-environment.yml")}
 
 
-@pytest.fixture(scope="module")
-def tarball(tmp_path_factory):
-    out = tmp_path_factory.mktemp("build")
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(out), str(REPO)],
-                   check=True, capture_output=True)
-    (built,) = out.glob("kvmops-virt-*.tar.gz")
-    return built
+@pytest.fixture(name="tarball")
+def tarball_fixture(collection_tarball):
+    return collection_tarball
 
 
 def create_context(kind, tarball, workdir):
