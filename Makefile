@@ -21,12 +21,13 @@ SANITY_TREE := $(BUILD)/sanity/ansible_collections/kvmops/virt
 BIN := $(VENV)/bin
 LAB := $(BIN)/python -m lab
 
-.PHONY: help deps venv build ee-context install sanity lint unit integration test demo bench-inventory bench-placement \
+.PHONY: help deps venv build ee-context install docs sanity lint unit integration test demo bench-inventory bench-placement \
         lab-up lab-down lab-status clean
 
 help:
 	@echo "make test        install dependencies, run sanity, lint, unit and integration tests"
 	@echo "make lint        ruff and ansible-lint (production profile)"
+	@echo "make docs        regenerate the reference in docs/reference (antsibull-docs)"
 	@echo "make demo        bring up the lab and guests, raise one host's load, watch the rulebook rebalance"
 	@echo "make lab-up      start $(LAB_HOSTS) lab hypervisors (LAB_HOSTS=N for more)"
 	@echo "make lab-status  hosts, guests and their CPU use"
@@ -98,6 +99,15 @@ unit: install
 
 integration: install
 	$(BIN)/pytest tests/integration
+
+# The module, plugin and role reference in docs/reference, generated from the code by
+# antsibull-docs (tests/unit/test_reference_docs.py fails when it is stale).
+docs: install
+	rm -rf $(CURDIR)/docs/reference
+	mkdir -m 0755 $(CURDIR)/docs/reference
+	PATH="$(BIN):$$PATH" ANSIBLE_COLLECTIONS_PATH=$(KVMOPS_COLLECTIONS_PATH) $(BIN)/antsibull-docs collection \
+	  --use-current --fail-on-error --squash-hierarchy --output-format simplified-rst \
+	  --no-add-antsibull-docs-version --dest-dir $(CURDIR)/docs/reference kvmops.virt
 
 # ruff over all Python (ruff.toml); ansible-lint, production profile (.ansible-lint), over
 # the roles, playbooks, rulebooks and environment definitions, with this build installed.
