@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from guest_placement import where
+
 RUNNER = Path(sys.executable).parent / "ansible-runner"
 
 
@@ -86,3 +88,30 @@ def test_a_job_without_its_required_variable_fails_with_the_reason(lab, ansible_
     assert status == "failed" and rc != 0
     [failure] = task_results(events, "Refuse to run without maintenance_targets", kind="runner_on_failed")
     assert "give -e maintenance_targets=<hypervisors>" in failure["msg"]
+
+
+def test_a_maintenance_job_drains_a_hypervisor_and_another_takes_it_out(lab, ansible_env, tmp_path, run_module):
+    name = "it-awx-drain"
+    lab.remove_guest_if_defined(name)
+    lab.create_guest(name, "kvm3", load=5)
+    fleet = [dict(name=host, uri=lab.host(host).spec.uri) for host in ("kvm1", "kvm2", "kvm3")]
+    try:
+        status, rc, events, _artifacts, output = job(
+            lab, ansible_env, tmp_path, "maintenance", dict(maintenance_targets="kvm3", maintenance_reason="AWX test"),
+            "maintenance-enter")
+        assert (status, rc) == ("successful", 0), output[-3000:]
+        [drained] = [event["event_data"]["res"] for event in events if event["event"] == "runner_on_ok"
+                     and event["event_data"].get("task", "").startswith("Hypervisor maintenance")]
+        assert [item["guest"] for item in drained["moved"]] == [name], drained
+        [(host, state)] = where(lab, name).items()
+        assert host in ("kvm1", "kvm2") and state == (True, True)
+
+        status, rc, _events, _artifacts, output = job(
+            lab, ansible_env, tmp_path, "maintenance", dict(maintenance_targets="kvm3", maintenance_state="exit"),
+            "maintenance-exit")
+        assert (status, rc) == ("successful", 0), output[-3000:]
+        left = run_module("hypervisor_maintenance", dict(hypervisors=fleet, names=["kvm3"], state="exit"))
+        assert not left.get("failed") and left["changed"] is False, "the exit job left kvm3 in maintenance"
+    finally:
+        lab.remove_guest_if_defined(name)
+        run_module("hypervisor_maintenance", dict(hypervisors=fleet, names=["kvm3"], state="exit"))
