@@ -122,3 +122,10 @@ def test_the_filter_in_a_real_ansible_run(ansible_env, tmp_path):
 def test_anything_but_a_result_is_refused(ansible_env, tmp_path):
     rc, output = filter_in_ansible(ansible_env, tmp_path, ["not", "a", "result"])
     assert rc != 0 and "rebalance_report needs rebalance_result or a rebalance_plan result" in output, output
+
+
+def test_an_unwritable_report_path_fails_with_the_reason_and_the_plan(tmp_path, run_module):
+    snapshot = dict(hosts=[dict(name="a", cpus=2, memory_mb=4096)], guests=[])
+    result = run_module("rebalance_plan", dict(snapshot=snapshot, report=str(tmp_path / "missing" / "plan.html")))
+    assert result["failed"] and result["msg"].startswith(f"cannot write the report to {tmp_path / 'missing' / 'plan.html'}: ")
+    assert "No such file or directory" in result["msg"] and result["plan"] == []
