@@ -47,7 +47,8 @@ def _percent(value):
 def render(result, cpu_high=None, memory_high=None, title="Rebalance report", now=None):
     """The whole page as a string."""
     hosts_before = result.get("hosts_before") or []
-    measured = "hosts_planned" in result
+    # the role's result says why it stopped and holds measured loads after; a plan has neither
+    carried_out = "stopped" in result
     hosts_after = result.get("hosts_after") or []
     after = {host["name"]: host for host in hosts_after}
     summary = result.get("summary") or {}
@@ -58,9 +59,9 @@ def render(result, cpu_high=None, memory_high=None, title="Rebalance report", no
              "<h1>%s</h1>" % _text(title),
              '<p class="summary">%s &middot; policy %s &middot; %s</p>' % (
                  _text(stamp), _text(result.get("policy") or summary.get("policy")), _text(summary.get("message"))),
-             _verdict(result, measured)]
-    parts.append(_loads(hosts_before, after, measured, cpu_high, memory_high))
-    parts.append(_moves(result))
+             _verdict(result, carried_out)]
+    parts.append(_loads(hosts_before, after, carried_out, cpu_high, memory_high))
+    parts.append(_moves(result, carried_out))
     parts.append(_growth(result))
     parts.append(_blocked(result))
     parts.append(_timings(result))
@@ -68,8 +69,8 @@ def render(result, cpu_high=None, memory_high=None, title="Rebalance report", no
     return "\n".join(part for part in parts if part)
 
 
-def _verdict(result, measured):
-    if "stopped" not in result:
+def _verdict(result, carried_out):
+    if not carried_out:
         return '<p class="verdict">A plan only: nothing was moved; the loads after are the planned ones.</p>'
     failed = len(result.get("failures") or []) + len(result.get("grow_failures") or [])
     css = "bad" if failed else "ok"
@@ -77,8 +78,6 @@ def _verdict(result, measured):
     text = "%d of %d planned guest(s) moved; %s" % (moved, len(result.get("plan") or []), result.get("stopped"))
     if result.get("dry_run"):
         text = "Dry run: nothing was moved. " + text
-    if not measured:
-        text += " (loads after: planned)"
     return '<p class="verdict %s">%s</p>' % (css, _text(text))
 
 
@@ -119,13 +118,12 @@ def _loads(hosts_before, after, measured, cpu_high, memory_high):
     return "\n".join(rows)
 
 
-def _moves(result):
+def _moves(result, carried_out):
     plan = result.get("plan") or []
     if not plan:
         return "<h2>Moves</h2><p class=\"muted\">No move was planned.</p>"
     moved_by_guest = {item["guest"]: item for item in result.get("moved") or []}
     failed = {item["guest"]: item for item in result.get("failures") or []}
-    ran = "stopped" in result
     rows = ["<h2>Moves</h2><table><thead><tr><th>wave</th><th>guest</th><th>from</th><th>to</th><th>reason</th>"
             "<th>estimated</th><th>result</th></tr></thead><tbody>"]
     for move in plan:
@@ -136,7 +134,7 @@ def _moves(result):
             where = "" if outcome.get("destination") == move.get("destination") else " to %s" % _text(outcome.get("destination"))
             cell = '<span class="ok">moved%s in %.1f s</span>' % (where, (outcome.get("elapsed_ms") or 0) / 1000.0)
         else:
-            cell = '<span class="muted">%s</span>' % ("not run" if ran else "planned")
+            cell = '<span class="muted">%s</span>' % ("not run" if carried_out else "planned")
         rows.append('<tr><td class="num">%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td class="num">%.1f s</td>'
                     '<td>%s</td></tr>' % (_text(move.get("wave")), _text(move["guest"]), _text(move.get("source") or "(new)"),
                                           _text(move.get("destination")), _text(move.get("reason")),
