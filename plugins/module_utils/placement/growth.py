@@ -50,13 +50,23 @@ def plan_growth(state):
     return growth, refused
 
 
+def _cpu_share(state, guest):
+    """CPU demand (as the planner sizes it) over the guest's vCPUs."""
+    return state.guest_cpu[guest] / state.guests[guest].vcpus
+
+
+def _memory_share(state, guest):
+    """Memory used (as its balloon reports it) over the guest's memory; None when unknown."""
+    record = state.guests[guest]
+    if record.memory_used_mb is None or not record.memory_mb:
+        return None
+    return record.memory_used_mb / record.memory_mb
+
+
 def _fullness(state, guest):
     """The larger of the guest's CPU and memory use, as a share of what it has."""
-    record = state.guests[guest]
-    shares = [state.guest_cpu[guest] / record.vcpus]
-    if record.memory_used_mb is not None and record.memory_mb:
-        shares.append(record.memory_used_mb / record.memory_mb)
-    return max(shares)
+    memory = _memory_share(state, guest)
+    return max(_cpu_share(state, guest), 0.0 if memory is None else memory)
 
 
 def _grow(state, guest, host):
@@ -76,7 +86,7 @@ def _grow(state, guest, host):
 def _more_vcpus(state, guest, host):
     """(vCPUs to give, why) or (None, why not); takes the vCPUs from the host's room."""
     settings, record = state.settings, state.guests[guest]
-    share = state.guest_cpu[guest] / record.vcpus
+    share = _cpu_share(state, guest)
     if share + EPSILON < settings.grow_threshold / 100.0:
         return None, "uses %.0f%% of its %d vCPUs" % (100 * share, record.vcpus)
     if record.max_vcpus is None or record.vcpus >= record.max_vcpus:
@@ -93,9 +103,9 @@ def _more_vcpus(state, guest, host):
 def _more_memory(state, guest, host):
     """(MiB to give, why) or (None, why not); takes the memory from the host's room."""
     settings, record = state.settings, state.guests[guest]
-    if record.memory_used_mb is None or not record.memory_mb:
+    share = _memory_share(state, guest)
+    if share is None:
         return None, "its balloon reports no memory use"
-    share = record.memory_used_mb / record.memory_mb
     if share + EPSILON < settings.grow_threshold / 100.0:
         return None, "uses %.0f%% of its memory" % (100 * share)
     if record.max_memory_mb is None or record.memory_mb >= record.max_memory_mb - EPSILON:
