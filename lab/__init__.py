@@ -140,12 +140,14 @@ class Lab:
         half the time on two cores. All or none: when one fails, the others are removed."""
         with ThreadPoolExecutor(max_workers=max(1, len(placement))) as pool:
             futures = {name: pool.submit(self.create_guest, name, host, **options) for name, host in placement.items()}
-        failed = [(name, future.exception()) for name, future in futures.items() if future.exception()]
+        errors = {name: future.exception() for name, future in futures.items()}
+        failed = [name for name, error in errors.items() if error is not None]
         if failed:
+            # a failed creation removed its own guest, or found one that is not ours to remove
             for name in placement:
-                if name not in dict(failed):
+                if name not in failed:
                     self.remove_guest_if_defined(name)
-            raise failed[0][1]
+            raise errors[failed[0]]
         return list(placement)
 
     def _on_each_copy(self, name, action):

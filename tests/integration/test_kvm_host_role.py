@@ -73,9 +73,8 @@ def make_certificates(directory, address):
                 "-out", f"{name}cert.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=directory)
     client = directory / "client"
     client.mkdir()
-    for source, target in (("cacert.pem", "cacert.pem"), ("clientcert.pem", "clientcert.pem"),
-                           ("clientkey.pem", "clientkey.pem")):
-        shutil.copy(directory / source, client / target)
+    for name in ("cacert.pem", "clientcert.pem", "clientkey.pem"):  # the names libvirt's pkipath wants
+        shutil.copy(directory / name, client / name)
     return client
 
 
