@@ -21,7 +21,7 @@ SANITY_TREE := $(BUILD)/sanity/ansible_collections/kvmops/virt
 BIN := $(VENV)/bin
 LAB := $(BIN)/python -m lab
 
-.PHONY: help deps venv build ee-context install docs sanity lint unit integration test demo bench-inventory bench-placement \
+.PHONY: help deps venv lock build ee-context install docs sanity lint unit integration test demo bench-inventory bench-placement \
         lab-up lab-down lab-status clean
 
 help:
@@ -32,6 +32,7 @@ help:
 	@echo "make lab-up      start $(LAB_HOSTS) lab hypervisors (LAB_HOSTS=N for more)"
 	@echo "make lab-status  hosts, guests and their CPU use"
 	@echo "make lab-down    stop everything the lab started"
+	@echo "make lock        refresh the locks in requirements/ from the direct requirements (UPGRADE=1: newest)"
 	@echo "make build       build the collection tarball into .build/"
 	@echo "make ee-context  build contexts of the execution and decision environments (.build/ee, .build/de)"
 	@echo "make bench-inventory  the inventory benchmark (~40 min; BENCH_ARGS=--help for options)"
@@ -39,14 +40,28 @@ help:
 	@echo "make clean       lab down, remove .lab/ .build/ .venv/"
 
 # --- dependencies -----------------------------------------------------------------------
-# bindep.txt is the one list of system packages; bindep (from the virtualenv) says which
-# are missing, so apt runs only when something is.
-$(BIN)/bindep:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$$(grep -i '^bindep==' requirements-dev.txt)"
+# Every virtualenv is installed from a lock in requirements/ (README there): every package
+# pinned, every file's hash checked. pip and setuptools come first from bootstrap.lock;
+# libvirt-python is then built with that setuptools (--no-build-isolation), not in a build
+# environment pip would fill with unchecked downloads. A changed lock makes a new venv, so
+# nothing a lock dropped stays behind.
+LOCKS := requirements
+PIP_LOCKED := --quiet --require-hashes
+LOCK_PYTHON := 3.11
+define locked_venv_base
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install $(PIP_LOCKED) --no-deps -r $(LOCKS)/bootstrap.lock
+endef
 
-deps: $(BIN)/bindep
+# bindep.txt is the one list of system packages; bindep (locked, the versions of dev.lock)
+# says which are missing, so apt runs only when something is.
+$(VENV)/.bindep: $(LOCKS)/bootstrap.lock $(LOCKS)/bindep.lock $(LOCKS)/dev.lock
+	$(call locked_venv_base,$(VENV))
+	$(BIN)/pip install $(PIP_LOCKED) -r $(LOCKS)/bindep.lock
+	touch $@
+
+deps: $(VENV)/.bindep
 	@missing="$$($(BIN)/bindep -b compile test | tr '\n' ' ' || true)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages: $$missing"; \
@@ -57,11 +72,34 @@ deps: $(BIN)/bindep
 	@# the lab downloads its guest kernel with apt: that needs the package lists
 	@apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt-get update -q
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | deps
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed: $(VENV)/.bindep | deps
+	$(BIN)/pip install $(PIP_LOCKED) --no-build-isolation -r $(LOCKS)/dev.lock
 	touch $@
 
 venv: $(VENV)/.installed
+
+# make lock: every lock again from its direct requirements, keeping the pins that still
+# satisfy them; make lock UPGRADE=1 takes the newest versions. uv resolves (in seconds, for
+# Python $(LOCK_PYTHON) on Linux whatever runs it) and writes every file's hash; pip installs.
+LOCK_TOOLS := $(BUILD)/lock-tools
+UV := $(LOCK_TOOLS)/bin/uv
+UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version $(LOCK_PYTHON) \
+  --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+$(LOCK_TOOLS)/.installed: $(LOCKS)/bootstrap.lock $(LOCKS)/uv.lock
+	$(call locked_venv_base,$(LOCK_TOOLS))
+	$(LOCK_TOOLS)/bin/pip install $(PIP_LOCKED) -r $(LOCKS)/uv.lock
+	touch $@
+
+CORES := 2.16 2.17 2.18 2.19
+lock: $(LOCK_TOOLS)/.installed
+	$(UV_COMPILE) $(LOCKS)/bootstrap.in -o $(LOCKS)/bootstrap.lock
+	$(UV_COMPILE) $(LOCKS)/uv.in -c $(LOCKS)/bootstrap.lock -o $(LOCKS)/uv.lock
+	$(UV_COMPILE) requirements-dev.txt -c $(LOCKS)/bootstrap.lock -o $(LOCKS)/dev.lock
+	grep -i '^bindep==' requirements-dev.txt | $(UV_COMPILE) - -c $(LOCKS)/dev.lock -o $(LOCKS)/bindep.lock
+	for core in $(CORES); do \
+	  $(UV_COMPILE) $(LOCKS)/core-$$core.in -c $(LOCKS)/bootstrap.lock -o $(LOCKS)/core-$$core.lock; \
+	done
 
 # --- the collection ---------------------------------------------------------------------
 build: venv

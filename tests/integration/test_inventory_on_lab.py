@@ -14,7 +14,7 @@ import yaml
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import clear_mark, write_mark
-from inventory_output import plain
+from inventory_output import collection_stderr, plain
 
 LIVE_P2P = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
@@ -147,5 +147,5 @@ def test_cpu_use_is_sampled_and_a_real_guest_agent_answers(lab, ansible_env, tmp
     others = [name for name in hosts_of(data, "kvm_guests") if name != guest_name]
     assert others and not any("kvm_agent" in data["_meta"]["hostvars"][name] for name in others)
     # nothing else on stderr (the lab's templates share a name on every host: that warning is due)
-    assert [line for line in warnings.splitlines() if line.strip() and "share the host name" not in line] == []
+    assert [line for line in collection_stderr(warnings) if line.strip() and "share the host name" not in line] == []
     assert seconds < 2 + 8  # sampling runs on all hypervisors at once
