@@ -21,7 +21,7 @@ SANITY_TREE := $(BUILD)/sanity/ansible_collections/kvmops/virt
 BIN := $(VENV)/bin
 LAB := $(BIN)/python -m lab
 
-.PHONY: help deps venv lock build ee-context install docs sanity lint unit integration test demo bench-inventory bench-placement \
+.PHONY: help deps venv lock cores build ee-context install docs sanity lint unit integration test demo bench-inventory bench-placement \
         lab-up lab-down lab-status clean
 
 help:
@@ -33,6 +33,7 @@ help:
 	@echo "make lab-status  hosts, guests and their CPU use"
 	@echo "make lab-down    stop everything the lab started"
 	@echo "make lock        refresh the locks in requirements/ from the direct requirements (UPGRADE=1: newest)"
+	@echo "make cores       one locked venv per ansible-core the collection claims (.build/cores; tests/unit/test_ansible_cores.py)"
 	@echo "make build       build the collection tarball into .build/"
 	@echo "make ee-context  build contexts of the execution and decision environments (.build/ee, .build/de)"
 	@echo "make bench-inventory  the inventory benchmark (~40 min; BENCH_ARGS=--help for options)"
@@ -48,6 +49,8 @@ help:
 LOCKS := requirements
 PIP_LOCKED := --quiet --require-hashes
 LOCK_PYTHON := 3.11
+# the ansible-core releases meta/runtime.yml claims (requires_ansible), each tested in a venv of its own
+CORES := 2.16 2.17 2.18 2.19
 define locked_venv_base
 	rm -rf $(1)
 	$(PYTHON) -m venv $(1)
@@ -91,7 +94,6 @@ $(LOCK_TOOLS)/.installed: $(LOCKS)/bootstrap.lock $(LOCKS)/uv.lock
 	$(LOCK_TOOLS)/bin/pip install $(PIP_LOCKED) -r $(LOCKS)/uv.lock
 	touch $@
 
-CORES := 2.16 2.17 2.18 2.19
 lock: $(LOCK_TOOLS)/.installed
 	$(UV_COMPILE) $(LOCKS)/bootstrap.in -o $(LOCKS)/bootstrap.lock
 	$(UV_COMPILE) $(LOCKS)/uv.in -c $(LOCKS)/bootstrap.lock -o $(LOCKS)/uv.lock
@@ -100,6 +102,15 @@ lock: $(LOCK_TOOLS)/.installed
 	for core in $(CORES); do \
 	  $(UV_COMPILE) $(LOCKS)/core-$$core.in -c $(LOCKS)/bootstrap.lock -o $(LOCKS)/core-$$core.lock; \
 	done
+
+# One locked venv per ansible-core the collection claims (meta/runtime.yml), built once.
+CORE_VENVS := $(CORES:%=$(BUILD)/cores/%/.installed)
+$(BUILD)/cores/%/.installed: $(LOCKS)/bootstrap.lock $(LOCKS)/core-%.lock | deps
+	$(call locked_venv_base,$(BUILD)/cores/$*)
+	$(BUILD)/cores/$*/bin/pip install $(PIP_LOCKED) --no-build-isolation -r $(LOCKS)/core-$*.lock
+	touch $@
+
+cores: $(CORE_VENVS)
 
 # --- the collection ---------------------------------------------------------------------
 build: venv
@@ -132,7 +143,7 @@ sanity: venv
 	pythons=$$(tests/utils/target_pythons.sh $(BUILD)/pythons); \
 	cd $(SANITY_TREE) && PATH="$$pythons:$$PATH" $(BIN)/ansible-test sanity --requirements --color no
 
-unit: install
+unit: install cores
 	$(BIN)/pytest tests/unit
 
 integration: install
@@ -156,7 +167,7 @@ lint: install
 
 # One pytest run for unit and integration tests, so the last line is its summary. The
 # integration tests bring the lab up and down themselves (tests/integration/conftest.py).
-test: install sanity lint
+test: install cores sanity lint
 	$(BIN)/pytest --durations=25 tests/unit tests/integration
 
 # --- the lab ----------------------------------------------------------------------------

@@ -26,8 +26,7 @@ from lab.collection import ansible_environment, collections_path  # noqa: E402  
 COLLECTIONS_PATH = collections_path()
 sys.path.insert(0, str(COLLECTIONS_PATH))
 
-from ansible.module_utils.common import warnings as ansible_warnings  # noqa: E402  (needs sys.path above)
-from ansible.module_utils.testing import patch_module_args  # noqa: E402
+from module_args import forget_warnings, patch_module_args, warning_texts  # noqa: E402  (needs sys.path above)
 
 _FIGURES = []
 
@@ -37,12 +36,11 @@ def run_module(name, args, check=False, diff=True):
     module = importlib.import_module(f"ansible_collections.kvmops.virt.plugins.modules.{name}")
     args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     output = io.StringIO()
-    # warnings are process-global in ansible; a real module process starts without any
-    ansible_warnings._global_warnings.clear()  # pylint: disable=protected-access
+    forget_warnings()
     with patch_module_args(args), contextlib.redirect_stdout(output), pytest.raises(SystemExit):
         module.main()
     result = json.loads(output.getvalue())
-    result["warnings"] = [warning["event"]["msg"] for warning in result.get("warnings", [])]
+    result["warnings"] = warning_texts(result.get("warnings", []))
     return result
 
 

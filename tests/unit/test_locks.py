@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "utils"))
-
-from locks import (  # noqa: E402  (needs sys.path above)
+from locks import (
     CONSTRAINED_BY, CORES, LOCKS, REPO, SOURCES, direct_requirements, read_lock, unsatisfied,
 )
 

@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 LOCKS = REPO / "requirements"
 # The ansible-core releases meta/runtime.yml claims, each with a lock of its own.
 CORES = ("2.16", "2.17", "2.18", "2.19")
