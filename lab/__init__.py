@@ -3,6 +3,7 @@
 ``Lab`` is what the Makefile (through ``python -m lab``), the demo and the tests use.
 """
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -14,7 +15,10 @@ from .guests import LabError, create_guest, ensure_event_loop, find_guest, remov
 from .hosts import LabHost, NetworkLabHost, ensure_system_prerequisites
 from .image import ensure_image
 from .inventory import write_inventory
-from .layout import DEFAULT_HOSTS, HostSpec, LabLayout, NetworkHostSpec, host_from_name, network_host_from_name
+from .layout import (DEFAULT_HOSTS, TRANSPORTS, HostSpec, LabLayout, NetworkHostSpec, host_from_name, host_uri,
+                     network_host_from_name)
+from .pki import client_pkipath
+from .ssh import LabSsh
 from .status import collect, render
 
 __all__ = ["Lab", "LabError", "LibvirtOperationError", "DEFAULT_HOSTS"]
@@ -72,6 +76,7 @@ class Lab:
         started = time.monotonic()
         ensure_image(self.layout)
         log(f"guest image ready in {time.monotonic() - started:.1f} s ({self.layout.image_dir})")
+        self.prepare_trust([LabHost(HostSpec(index), self.layout) for index in range(1, count + 1)])
         for index in range(1, count + 1):
             _start(LabHost(HostSpec(index), self.layout), log)
         for index in range(1, network_hosts + 1):
@@ -87,8 +92,41 @@ class Lab:
         host = self.network_host(index)
         return host, _start(host, log)
 
-    def write_inventory(self):
-        write_inventory(self.layout.inventory_path, [host.spec for host in self.running_hosts()], self.layout)
+    @property
+    def ssh(self):
+        return LabSsh(self.layout)
+
+    def prepare_trust(self, new_hosts=()):
+        """Keys, certificates and who trusts whom for these hosts and every host there is:
+        the known hosts and authorized keys of ssh, the controller's ssh configuration for
+        the lab's addresses, the CA and the controller's TLS client certificate."""
+        hosts = {host.spec.name: host for host in self.hosts() + list(new_hosts)}
+        hosts = [hosts[name] for name in sorted(hosts, key=lambda name: host_from_name(name).index)]
+        for host in hosts:
+            host.write_ssh_config()
+        self.ssh.write_trust(hosts)
+        self.ssh.write_controller_config([host.spec.address for host in hosts])
+        if hosts:
+            hosts[0].write_certificates()  # makes the CA when there is none
+        client_pkipath(self.layout.root / "pki" / "ca", self.layout.controller_pki, "kvmops-lab-controller")
+
+    @staticmethod
+    def transport(transport=None):
+        """The transport asked for, else LAB_TRANSPORT, else tcp."""
+        transport = transport or os.environ.get("LAB_TRANSPORT") or "tcp"
+        if transport not in TRANSPORTS:
+            raise LabError(f"LAB_TRANSPORT must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        return transport
+
+    def uri(self, host_name, transport=None):
+        """The URI of a lab host over a transport (default: LAB_TRANSPORT, else tcp)."""
+        return host_uri(host_from_name(host_name), self.transport(transport), self.layout)
+
+    def write_inventory(self, path=None, transport=None):
+        """The lab inventory (default: the lab's own file, over LAB_TRANSPORT); returns its path."""
+        path = path or self.layout.inventory_path
+        write_inventory(path, [host.spec for host in self.running_hosts()], self.layout, self.transport(transport))
+        return path
 
     def down(self, log=print):
         """Stop every host (guests, daemons and anything left in their namespaces)."""
@@ -99,6 +137,7 @@ class Lab:
                 extra = f", killed leftovers {swept}" if swept else ""
                 log(f"{host.spec.name} stopped{extra}")
         self.layout.inventory_path.unlink(missing_ok=True)
+        self.ssh.remove_controller_config()
 
     def leftovers(self):
         """PIDs still alive in any lab host's namespace (empty after a clean down)."""

@@ -24,11 +24,17 @@ import time
 
 import libvirt
 
+from . import pki
 from .connection import LibvirtOperationError, open_lab_connection
 from .layout import LabLayout
+from .ssh import SSH_PORT, SSHD, LabSsh, client_config, keygen, sshd_config
 
 _MOUNT_POINTS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/log/libvirt")
 _PRIVATE_DIRS = ("etc", "run", "lib", "log")
+# A host's own ssh client configuration and TLS files, where ssh and libvirt look by
+# default: what its libvirtd uses when it dials another host (p2p migration).
+_CLIENT_MOUNT_POINTS = ("/etc/ssh", "/etc/pki")
+_CLIENT_DIRS = ("etc-ssh", "pki")
 
 # The firewall tools libvirt 9.0 runs, by these compiled-in paths (not looked up in PATH).
 FIREWALL_TOOLS = ("/usr/sbin/iptables", "/usr/sbin/ip6tables", "/usr/sbin/ebtables")
@@ -45,9 +51,11 @@ mount --bind "$1" /etc/libvirt
 mount --bind "$2" /run/libvirt
 mount --bind "$3" /var/lib/libvirt
 mount --bind "$4" /var/log/libvirt
-pid_file="$5"
-refusal="$6"
-shift 6
+mount --bind "$5" /etc/ssh
+mount --bind "$6" /etc/pki
+pid_file="$7"
+refusal="$8"
+shift 8
 for tool in "$@"; do
     if [ -e "$tool" ]; then mount --bind "$refusal" "$tool"; fi
 done
@@ -69,6 +77,7 @@ exec libvirtd --daemon --pid-file "$5"
 
 
 LIBVIRTD_PORT = 16509
+LIBVIRTD_TLS_PORT = 16514
 
 
 class LabError(Exception):
@@ -117,11 +126,15 @@ def _holds(pid, link):
 
 def libvirtd_conf(spec):
     return f"""# written by the kvmops.virt lab for {spec.name}
-listen_tls = 0
+# TLS with the lab's certificates at libvirt's default paths (/etc/pki is this host's own),
+# client certificates checked against the lab's CA; plain TCP for the tests that want it
+listen_tls = 1
+tls_port = "{LIBVIRTD_TLS_PORT}"
 listen_tcp = 1
 listen_addr = "{spec.address}"
 tcp_port = "{LIBVIRTD_PORT}"
 auth_tcp = "none"
+auth_tls = "none"
 auth_unix_rw = "none"
 host_uuid = "{spec.host_uuid}"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
@@ -231,7 +244,7 @@ class LabHost:
             time.sleep(0.05)
 
     def _make_dirs(self):
-        for sub in _PRIVATE_DIRS:
+        for sub in _PRIVATE_DIRS + _CLIENT_DIRS:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
 
     def write_config(self):
@@ -240,15 +253,91 @@ class LabHost:
         (self.dir / "etc" / "qemu.conf").write_text(qemu_conf(self.spec))
         self.firewall_refusal_file.write_text(firewall_refusal(self.spec))
         self.firewall_refusal_file.chmod(0o755)
+        self.write_ssh_config()
+        self.write_certificates()
+
+    # --- ssh: this host's sshd, and its own client identity for p2p migrations ---------
+    @property
+    def ssh_dir(self):
+        return self.dir / "ssh"
+
+    @property
+    def sshd_pid_file(self):
+        return self.dir / "sshd.pid"
+
+    def ssh_host_public_key(self):
+        return keygen(self.ssh_dir / "ssh_host_ed25519_key", f"{self.spec.name} host key")
+
+    def ssh_client_public_key(self):
+        return keygen(self.ssh_dir / "id_ed25519", f"root@{self.spec.name}")
+
+    def write_authorized_keys(self, public_keys):
+        path = self.ssh_dir / "authorized_keys"
+        path.write_text("".join(key + "\n" for key in public_keys))
+        path.chmod(0o600)
+
+    def write_ssh_config(self):
+        (self.dir / "etc-ssh").mkdir(parents=True, exist_ok=True)
+        self.ssh_host_public_key()
+        self.ssh_client_public_key()
+        (self.ssh_dir / "sshd_config").write_text(sshd_config(
+            self.spec.address, self.ssh_dir / "ssh_host_ed25519_key", self.ssh_dir / "authorized_keys",
+            self.sshd_pid_file, self.spec.name))
+        (self.dir / "etc-ssh" / "ssh_config").write_text(client_config(
+            self.ssh_dir / "id_ed25519", LabSsh(self.layout).known_hosts, written_for=f"the kvmops.virt lab for {self.spec.name}"))
+
+    def sshd_pids(self):
+        """The sshd processes of this host: its listener and one per open session."""
+        return [pid for pid in self.namespace_pids() if _command_name(pid) == "sshd"]
+
+    def start_sshd(self):
+        """Start this host's sshd inside its mount namespace, unless it runs."""
+        pid = self.pid()
+        if pid is None or self.sshd_pids():
+            return
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        self.write_ssh_config()
+        started = subprocess.run(["nsenter", f"--mount=/proc/{pid}/ns/mnt", SSHD, "-f", str(self.ssh_dir / "sshd_config"),
+                                  "-E", str(self.dir / "log" / "sshd.log")],
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False)
+        if started.returncode != 0:
+            raise LabError(f"{self.spec.name}: sshd did not start: {started.stderr.strip()} "
+                           f"(see {self.dir / 'log' / 'sshd.log'})")
+        deadline = time.monotonic() + 10
+        while listener_of(self.spec.address, SSH_PORT) is None:
+            if time.monotonic() > deadline:
+                raise LabError(f"{self.spec.name}: sshd does not listen on {self.spec.address}:{SSH_PORT}; "
+                               f"see {self.dir / 'log' / 'sshd.log'}")
+            time.sleep(0.05)
+
+    def kill_sshd(self):
+        """Kill this host's sshd and every session it serves (SIGKILL, as a crash would)."""
+        pids = self.sshd_pids()
+        _terminate(pids, 5, sig=signal.SIGKILL)
+        return pids
+
+    # --- TLS: a server certificate for its address, and a client one for p2p -----------
+    def write_certificates(self):
+        ca = pki.make_ca(self.layout.root / "pki" / "ca")
+        own = self.dir / "pki"
+        (own / "CA").mkdir(parents=True, exist_ok=True)
+        (own / "CA" / "cacert.pem").write_bytes((ca / "cacert.pem").read_bytes())
+        if not (own / "libvirt" / "servercert.pem").exists():
+            pki.issue(ca, own / "libvirt" / "servercert.pem", own / "libvirt" / "private" / "serverkey.pem",
+                      self.spec.name, "server", addresses=[self.spec.address], names=[self.spec.name])
+        if not (own / "libvirt" / "clientcert.pem").exists():
+            pki.issue(ca, own / "libvirt" / "clientcert.pem", own / "libvirt" / "private" / "clientkey.pem",
+                      self.spec.name, "client")
 
     def _check_free(self):
-        holder = listener_of(self.spec.address, LIBVIRTD_PORT)
-        if holder:
-            raise LabError(f"{self.spec.name}: {self.spec.address}:{LIBVIRTD_PORT} is taken by {holder}; "
-                           "a lab started from another directory? Stop that one first ('make lab-down' there).")
+        for port in (LIBVIRTD_PORT, LIBVIRTD_TLS_PORT, SSH_PORT):
+            holder = listener_of(self.spec.address, port)
+            if holder:
+                raise LabError(f"{self.spec.name}: {self.spec.address}:{port} is taken by {holder}; "
+                               "a lab started from another directory? Stop that one first ('make lab-down' there).")
 
     def _launch_command(self):
-        private = [str(self.dir / sub) for sub in _PRIVATE_DIRS]
+        private = [str(self.dir / sub) for sub in _PRIVATE_DIRS + _CLIENT_DIRS]
         return ["unshare", "--mount", "--propagation", "private",
                 "sh", "-c", _LAUNCH_SCRIPT, "lab-launch", *private, str(self.pid_file),
                 str(self.firewall_refusal_file), *FIREWALL_TOOLS]
@@ -257,9 +346,10 @@ class LabHost:
         return None  # the caller's
 
     def start(self, timeout=60):
-        """Start the daemon unless it runs; returns True when it was started."""
+        """Start the daemon (and its sshd) unless it runs; returns True when it was started."""
         if self.is_running():
             self.refuse_firewall_tools()
+            self._start_companions()
             return False
         self._check_free()
         self.write_config()
@@ -274,7 +364,12 @@ class LabHost:
         pid = self.pid()
         for kind in self.NAMESPACES:
             self.namespace_file(kind).write_text(os.readlink(f"/proc/{pid}/ns/{kind}"))
+        self._start_companions()
         return True
+
+    def _start_companions(self):
+        """What serves the host beside libvirtd: its sshd."""
+        self.start_sshd()
 
     def unrefused_firewall_tools(self):
         """The firewall tools (real paths) that the running daemon could still run."""
@@ -347,6 +442,7 @@ class LabHost:
 
     def _before_stop(self):
         self._destroy_guests()
+        _terminate(self.sshd_pids(), 5)
 
     def stop(self, timeout=15):
         """Stop guests and daemon; returns the PIDs that had to be killed by the sweep."""
@@ -363,6 +459,14 @@ class LabHost:
         for kind in self.NAMESPACES:
             self.namespace_file(kind).unlink(missing_ok=True)
         return leftovers
+
+
+def _command_name(pid):
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
+            return comm.read().strip()
+    except OSError:
+        return None  # exited meanwhile
 
 
 def _mount_points(pid):
@@ -387,6 +491,13 @@ class NetworkLabHost(LabHost):
     """
 
     NAMESPACES = ("mnt", "net")
+
+    def _make_dirs(self):
+        for sub in _PRIVATE_DIRS:
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def _start_companions(self):
+        """No sshd: the unix socket is the only way in."""
 
     def write_config(self):
         self._make_dirs()
@@ -498,5 +609,5 @@ def ensure_system_prerequisites():
     except KeyError:
         subprocess.run(["useradd", "--system", "--gid", "libvirt-qemu", "--home-dir", "/var/lib/libvirt",
                         "--shell", "/usr/sbin/nologin", "libvirt-qemu"], check=True)
-    for mount_point in _MOUNT_POINTS + ("/var/cache/libvirt",):
+    for mount_point in _MOUNT_POINTS + _CLIENT_MOUNT_POINTS + ("/var/cache/libvirt",):
         os.makedirs(mount_point, exist_ok=True)

@@ -9,11 +9,13 @@ playbooks that build lab guests with the collection's own modules.
 
 import yaml
 
+from .layout import host_uri
 
-def inventory_document(specs, layout=None):
+
+def inventory_document(specs, layout=None, transport="tcp"):
     hosts = {
         spec.name: {
-            "libvirt_uri": spec.uri,
+            "libvirt_uri": host_uri(spec, transport, layout),
             "ansible_host": spec.address,
             "ansible_connection": "local",
             "ansible_python_interpreter": "{{ ansible_playbook_python }}",
@@ -35,8 +37,8 @@ def inventory_document(specs, layout=None):
     return {"all": {"children": {"kvm_hypervisors": group, "controller": controller}}}
 
 
-def write_inventory(path, specs, layout=None):
-    header = "# Written by the kvmops.virt lab ('make lab-up'); rewritten on every start.\n"
-    text = yaml.safe_dump(inventory_document(specs, layout), sort_keys=False, default_flow_style=False)
+def write_inventory(path, specs, layout=None, transport="tcp"):
+    header = f"# Written by the kvmops.virt lab ('make lab-up'); rewritten on every start. Transport: {transport}.\n"
+    text = yaml.safe_dump(inventory_document(specs, layout, transport), sort_keys=False, default_flow_style=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + text)

@@ -50,6 +50,22 @@ class HostSpec:
         return first, first + _MIGRATION_PORTS_PER_HOST - 1
 
 
+# How a client reaches a lab host: the LAB_TRANSPORT of 'make lab-up' and the lab inventory.
+TRANSPORTS = ("tcp", "ssh", "tls")
+
+
+def host_uri(spec, transport, layout):
+    """The URI of a lab host over tcp, ssh (the lab's keys, /etc/ssh/ssh_config.d) or tls
+    (the controller's certificate under the lab's pki/controller)."""
+    if transport == "tcp":
+        return spec.uri
+    if transport == "ssh":
+        return f"qemu+ssh://root@{spec.address}/system"
+    if transport == "tls":
+        return f"qemu+tls://{spec.address}/system?pkipath=" + urllib.parse.quote(str(layout.controller_pki), safe="/")
+    raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+
+
 def host_from_name(name):
     if not name.startswith("kvm") or not name[3:].isdigit():
         raise ValueError(f"{name!r} is not a lab host name (expected kvm1, kvm2, ...)")
@@ -122,6 +138,11 @@ class LabLayout:
     @property
     def inventory_path(self):
         return self.root / "inventory.yml"
+
+    @property
+    def controller_pki(self):
+        """The controller's TLS client files, for ?pkipath= (the lab's CA signed them)."""
+        return self.root / "pki" / "controller"
 
     def host_dir(self, spec):
         return self.hosts_dir / spec.name
