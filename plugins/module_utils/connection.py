@@ -27,6 +27,11 @@ import threading
 from contextlib import contextmanager
 
 try:
+    from urllib.parse import urlsplit
+except ImportError:  # Python 2: never a controller of this collection, but the import must not fail
+    from urlparse import urlsplit  # type: ignore[no-redef]
+
+try:
     import libvirt
 except ImportError:
     libvirt = None
@@ -55,14 +60,79 @@ _USERINFO_PASSWORD = re.compile(r"^([a-z0-9+.-]+://[^/@:]*):[^/@]*@", re.IGNOREC
 
 
 class LibvirtOperationError(Exception):
-    """A libvirt call failed; str() is a complete sentence for a person to read."""
+    """A libvirt call failed; str() is a complete sentence for a person to read: the
+    operation, the URI, libvirt's reason and, for the failures people meet first, what to do."""
 
     def __init__(self, uri, operation, detail, code=None):
         self.uri = redact_uri(uri)
         self.operation = operation
         self.detail = detail
         self.code = code
-        super().__init__("Could not %s on %s: %s" % (operation, self.uri, detail))
+        self.advice = advice_for(uri, detail)
+        message = "Could not %s on %s: %s" % (operation, self.uri, detail.rstrip())
+        if self.advice:
+            message = "%s. What to do: %s" % (message.rstrip("."), self.advice)
+        super().__init__(message)
+
+
+# The failures of ssh and TLS transports that people meet first: a fragment of the reason
+# libvirt (or ssh, through libvirt) gives, and what to do. With p2p migrations the source
+# hypervisor dials the destination itself, so its own keys and certificates are the ones
+# that count; the reason says so ("Failed to connect to remote libvirt URI").
+_P2P = "Failed to connect to remote libvirt URI"
+_ADVICE = (
+    ("Host key verification failed",
+     "the ssh host key of %(host)s is not in the known_hosts of the user that connects (or it changed). "
+     "Check the key's fingerprint on %(host)s (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then add it "
+     "to that user's ~/.ssh/known_hosts (ssh-keyscan -t ed25519 %(host)s)"),
+    ("Permission denied (publickey",
+     "sshd on %(host)s accepted none of the keys offered: add the connecting user's public key to "
+     "~%(user)s/.ssh/authorized_keys on %(host)s, or name the key in the URI with ?keyfile=PATH"),
+    ("does not match the hostname",
+     "libvirtd's server certificate on %(host)s is not issued for the name in the URI: connect by a name or "
+     "address its subjectAltName lists, or issue the certificate again for %(host)s"),
+    ("Cannot read CA certificate",
+     "the connecting side has no TLS files: put cacert.pem in /etc/pki/CA/, clientcert.pem in /etc/pki/libvirt/ "
+     "and clientkey.pem in /etc/pki/libvirt/private/, or add ?pkipath=DIR (a directory with all three) to the URI"),
+    ("Cannot read certificate",
+     "the connecting side has no TLS client certificate: put clientcert.pem in /etc/pki/libvirt/ and "
+     "clientkey.pem in /etc/pki/libvirt/private/, or add ?pkipath=DIR to the URI"),
+)
+_P2P_ADVICE = ("the source hypervisor's libvirtd dials the destination itself (p2p), as root on the source: "
+               "fix it there (for ssh, root's key and known_hosts on the source; for TLS, the source's client "
+               "certificate under /etc/pki), give a URI the source can reach with p2p_uri, or use transport=direct "
+               "(the controller relays)")
+
+
+def advice_for(uri, detail):
+    """What to do about a failure whose reason is ``detail``, or None when there is no advice."""
+    try:
+        parts = urlsplit(uri or "")
+        host, user = parts.hostname or "the hypervisor", parts.username or "root"
+    except ValueError:
+        host, user = "the hypervisor", "root"
+    for fragment, advice in _ADVICE:
+        if fragment in detail:
+            if _P2P in detail:
+                return "%s. In a p2p migration, %s" % (advice % dict(host="the destination", user=user), _P2P_ADVICE)
+            return advice % dict(host=host, user=user)
+    if _P2P in detail:
+        return _P2P_ADVICE[0].upper() + _P2P_ADVICE[1:]
+    return None
+
+
+def timeout_reason(uri, seconds):
+    """Why an open did not finish in time, and where to look, by the URI's transport."""
+    scheme, _colon, rest = (uri or "").partition(":")
+    transport = scheme.partition("+")[2]
+    if transport in ("ssh", "libssh", "libssh2"):
+        where = "is the host reachable, and does sshd answer on its port (22 unless the URI names one)?"
+    elif transport == "tls" or (not transport and rest.startswith("//") and rest[2:3] not in ("/", "")):
+        # a remote URI without a transport (qemu://host/system) is TLS
+        where = "is the host reachable, and libvirtd listening with TLS (port 16514 unless the URI names one)?"
+    else:
+        where = "is the host reachable and libvirtd listening there?"
+    return "no answer within %g seconds (connect_timeout); %s" % (seconds, where)
 
 
 def redact_uri(uri):
@@ -185,10 +255,7 @@ class LibvirtConnection:
         attempt.join(self.connect_timeout)
         if attempt.is_alive():
             attempt.abandon()
-            raise LibvirtOperationError(
-                self.uri, "open a connection",
-                "no answer within %g seconds (connect_timeout); is the host reachable and libvirtd "
-                "listening there?" % self.connect_timeout)
+            raise LibvirtOperationError(self.uri, "open a connection", timeout_reason(self.uri, self.connect_timeout))
         if attempt.error is not None:
             detail = libvirt_error_detail(attempt.error)
             if credentials.missing:

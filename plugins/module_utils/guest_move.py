@@ -16,7 +16,7 @@ import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtOperationError, redact_uri
 from ansible_collections.kvmops.virt.plugins.module_utils.migration import (
-    Migration, MigrationError, check_placement, completed_figures, expected_placement, figures_of, locate,
+    PEER_TO_PEER, Migration, MigrationError, check_placement, completed_figures, expected_placement, figures_of, locate,
     migration_flags, migration_params, placement_on, preflight, record_migration)
 
 # after a failure, how long to keep trying to reach a hypervisor to see where the guest is
@@ -25,7 +25,7 @@ RECONNECT_SECONDS = 30
 
 # How a migration runs: options of the migrate module, and of each migration of a drain.
 MIGRATION_ARGUMENT_SPEC = dict(
-    transport=dict(type="str", choices=["p2p", "direct"], default="p2p"),
+    transport=dict(type="str", choices=["p2p", "tunnelled", "direct"], default="p2p"),
     bandwidth=dict(type="int"),
     max_downtime=dict(type="int"),
     auto_converge=dict(type="bool", default=False),
@@ -57,8 +57,14 @@ def option_problems(params):
                 problems.append("%s applies to live migrations only (live=false)" % key)
         if params["auto_converge"] or params["compressed"]:
             problems.append("auto_converge and compressed apply to live migrations only (live=false)")
-    if params["p2p_uri"] and params["transport"] != "p2p":
-        problems.append("p2p_uri is for transport=p2p")
+    if params["p2p_uri"] and params["transport"] not in PEER_TO_PEER:
+        problems.append("p2p_uri is for transport=p2p or tunnelled")
+    if params["transport"] == "tunnelled":
+        # libvirt refuses both: memory goes through the one libvirt connection
+        for key in ("parallel_connections", "postcopy"):
+            if params[key] is not None:
+                problems.append("%s does not work with transport=tunnelled (memory goes through the one libvirt "
+                                "connection); use transport=p2p" % key)
     return problems
 
 

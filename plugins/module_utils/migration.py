@@ -220,6 +220,11 @@ def preflight(source, destination, name, live=True, force=False, source_name="th
 
 # ----------------------------------------------------------------------------- the move
 
+# Transports where the source's libvirtd dials the destination's itself; with
+# "tunnelled", guest memory also flows through that libvirt connection (ssh or TLS)
+# instead of a QEMU migration port of its own.
+PEER_TO_PEER = ("p2p", "tunnelled")
+
 def migration_flags(live=True, persistent=True, undefine_source=True, transport="p2p", auto_converge=False,
                     postcopy=None, compressed=False, parallel_connections=None, copy_storage="none", unsafe=False):
     flags = 0
@@ -231,8 +236,10 @@ def migration_flags(live=True, persistent=True, undefine_source=True, transport=
         flags |= libvirt.VIR_MIGRATE_PERSIST_DEST
     if undefine_source:
         flags |= libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-    if transport == "p2p":
+    if transport in PEER_TO_PEER:
         flags |= libvirt.VIR_MIGRATE_PEER2PEER
+    if transport == "tunnelled":
+        flags |= libvirt.VIR_MIGRATE_TUNNELLED
     if auto_converge:
         flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
     if postcopy is not None:
@@ -300,7 +307,7 @@ class Migration:  # pylint: disable=too-many-instance-attributes
 
     def _call(self):
         try:
-            if self.transport == "p2p":
+            if self.transport in PEER_TO_PEER:
                 self.domain.migrateToURI3(self.destination_uri, self.params, self.flags)
             else:
                 self.domain.migrate3(self.destination, self.params, self.flags)

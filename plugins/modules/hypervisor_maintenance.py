@@ -98,9 +98,9 @@ options:
     default: {}
     suboptions:
       transport:
-        description: V(p2p) or V(direct).
+        description: V(p2p), V(tunnelled) or V(direct), as in P(kvmops.virt.migrate#module).
         type: str
-        choices: [p2p, direct]
+        choices: [p2p, tunnelled, direct]
         default: p2p
       bandwidth:
         description: MiB/s per migration.

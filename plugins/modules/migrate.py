@@ -42,7 +42,7 @@ options:
     required: true
   p2p_uri:
     description:
-      - With O(transport=p2p), the URI the source's libvirtd dials to reach the destination,
+      - With O(transport=p2p) or V(tunnelled), the URI the source's libvirtd dials to reach the destination,
         when it differs from O(destination) (for example C(qemu+tls://kvm2/system)).
     type: str
   live:
@@ -64,9 +64,14 @@ options:
       - V(p2p) - the source's libvirtd connects to the destination's itself (the controller
         only watches); V(direct) - the controller holds both connections and relays the
         handshake (for sources that cannot reach the destination's libvirtd).
-      - Guest memory always flows straight between the two QEMUs.
+      - With V(p2p) and V(direct), guest memory flows straight between the two QEMUs, over
+        the destination's migration port (C(migration_address), ports 49152-49215 by default).
+      - V(tunnelled) - as V(p2p), but guest memory flows through the source's libvirt
+        connection to the destination (ssh or TLS, so it is encrypted, and no migration
+        port need be open), at the cost of speed. Not with O(parallel_connections) or
+        O(postcopy).
     type: str
-    choices: [p2p, direct]
+    choices: [p2p, tunnelled, direct]
     default: p2p
   bandwidth:
     description: Limit the migration's bandwidth, in MiB/s.

@@ -14,13 +14,13 @@ kvm_host_manage_service is false in these runs) and the RHEL package names.
 import hashlib
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
+from lab import pki
 from lab.hosts import LabHost
 from playbook_runner import TEST_PLAYBOOKS, run_playbook
 
@@ -54,28 +54,11 @@ class RoleConfiguredHost(LabHost):
                 time.sleep(0.2)
 
 
-def openssl(*arguments, cwd):
-    subprocess.run(["openssl", *arguments], cwd=cwd, check=True, capture_output=True)
-
-
 def make_certificates(directory, address):
     """A CA, a server certificate for ``address`` and a client certificate, as files."""
-    directory.mkdir(parents=True)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "cacert.pem",
-            "-subj", "/CN=kvmops test CA", "-days", "2", cwd=directory)
-    for name, usage, subject in (("server", "serverAuth", address), ("client", "clientAuth", "kvmops-controller")):
-        (directory / f"{name}.ext").write_text(
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-            f"extendedKeyUsage={usage}\n" + (f"subjectAltName=IP:{address}\n" if name == "server" else ""))
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}key.pem", "-out", f"{name}.csr",
-                "-subj", f"/CN={subject}", cwd=directory)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "cacert.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}cert.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=directory)
-    client = directory / "client"
-    client.mkdir()
-    for name in ("cacert.pem", "clientcert.pem", "clientkey.pem"):  # the names libvirt's pkipath wants
-        shutil.copy(directory / name, client / name)
-    return client
+    ca = pki.make_ca(directory, "kvmops test CA")
+    pki.issue(ca, directory / "servercert.pem", directory / "serverkey.pem", address, "server", addresses=[address])
+    return pki.client_pkipath(ca, directory / "client", "kvmops-controller")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils.connection import (
     LibvirtOperationError,
     _CredentialProvider,
     redact_uri,
+    timeout_reason,
 )
 
 NODE_XML = """<node>
@@ -150,3 +151,42 @@ def test_a_missing_credential_is_named():
     asked = [[libvirt.VIR_CRED_NOECHOPROMPT, "Password:", None, None, None]]
     assert provider(asked, None) == -1
     assert provider.missing == ["password (libvirt asked: Password:)"]
+
+
+@pytest.mark.parametrize("uri, where", [
+    ("qemu+ssh://root@kvm1/system", "does sshd answer on its port (22 unless the URI names one)?"),
+    ("qemu+tls://kvm1/system", "libvirtd listening with TLS (port 16514 unless the URI names one)?"),
+    ("qemu://kvm1/system", "libvirtd listening with TLS (port 16514 unless the URI names one)?"),
+    ("qemu+tcp://kvm1/system", "is the host reachable and libvirtd listening there?"),
+    ("qemu:///system", "is the host reachable and libvirtd listening there?"),
+])
+def test_a_timeout_says_where_to_look_by_transport(uri, where):
+    assert timeout_reason(uri, 3).endswith(where)
+
+
+@pytest.mark.parametrize("detail, advice", [
+    ("Cannot recv data: No ED25519 host key is known for kvm1 and you have requested strict checking.\n"
+     "Host key verification failed.: Connection reset by peer",
+     "the ssh host key of kvm1 is not in the known_hosts of the user that connects"),
+    ("Cannot recv data: admin@kvm1: Permission denied (publickey).: Connection reset by peer",
+     "add the connecting user's public key to ~admin/.ssh/authorized_keys on kvm1"),
+    ("Certificate failed validation: Certificate's owner does not match the hostname 'kvm1'",
+     "libvirtd's server certificate on kvm1 is not issued for the name in the URI"),
+    ("Cannot read CA certificate '/etc/pki/CA/cacert.pem': No such file or directory",
+     "or add ?pkipath=DIR (a directory with all three) to the URI"),
+])
+def test_the_first_ssh_and_tls_failures_say_what_to_do(detail, advice):
+    error = LibvirtOperationError("qemu+ssh://admin@kvm1/system", "open a connection", detail)
+    assert advice in error.advice
+    assert str(error).startswith("Could not open a connection on qemu+ssh://admin@kvm1/system: " + detail.rstrip(". "))
+    assert str(error).endswith(error.advice) and ". What to do: " in str(error)
+
+
+def test_a_p2p_failure_points_at_the_source_hypervisor():
+    detail = ("operation failed: Failed to connect to remote libvirt URI qemu+ssh://root@kvm2/system: Cannot recv "
+              "data: Host key verification failed.: Connection reset by peer")
+    advice = LibvirtOperationError("qemu+ssh://root@kvm1/system", "migrate guest web-1", detail).advice
+    assert advice.startswith("the ssh host key of the destination is not in the known_hosts")
+    assert "the source hypervisor's libvirtd dials the destination itself (p2p)" in advice
+    assert "transport=direct" in advice
+    assert LibvirtOperationError("qemu:///system", "list guests", "no such domain").advice is None

@@ -139,4 +139,17 @@ def test_option_problems_are_all_said_at_once():
     assert "bandwidth must be a positive number, got 0" in problems
     assert "timeout must be a positive number, got -1" in problems
     assert "auto_converge and compressed apply to live migrations only (live=false)" in problems
-    assert "p2p_uri is for transport=p2p" in problems
+    assert "p2p_uri is for transport=p2p or tunnelled" in problems
+
+
+def test_tunnelled_is_peer_to_peer_through_the_libvirt_connection():
+    tunnelled = migration_flags(transport="tunnelled")
+    assert tunnelled & libvirt.VIR_MIGRATE_TUNNELLED and tunnelled & libvirt.VIR_MIGRATE_PEER2PEER
+    assert not migration_flags() & libvirt.VIR_MIGRATE_TUNNELLED
+    params = dict(bandwidth=None, max_downtime=None, parallel_connections=2, timeout=None, postcopy=10, live=True,
+                  auto_converge=False, compressed=False, p2p_uri="qemu+tls://x/system", transport="tunnelled")
+    assert option_problems(params) == [
+        "parallel_connections does not work with transport=tunnelled (memory goes through the one libvirt "
+        "connection); use transport=p2p",
+        "postcopy does not work with transport=tunnelled (memory goes through the one libvirt connection); "
+        "use transport=p2p"]
