@@ -80,6 +80,7 @@ class LibvirtOperationError(Exception):
 # hypervisor dials the destination itself, so its own keys and certificates are the ones
 # that count; the reason says so ("Failed to connect to remote libvirt URI").
 _P2P = "Failed to connect to remote libvirt URI"
+_P2P_URI = re.compile(re.escape(_P2P) + r" (\S+?):? ")
 _ADVICE = (
     ("Host key verification failed",
      "the ssh host key of %(host)s is not in the known_hosts of the user that connects (or it changed). "
@@ -91,6 +92,11 @@ _ADVICE = (
     ("does not match the hostname",
      "libvirtd's server certificate on %(host)s is not issued for the name in the URI: connect by a name or "
      "address its subjectAltName lists, or issue the certificate again for %(host)s"),
+    # libvirt 9 says only this to the client (and logs the cause on the client's stderr)
+    ("Failed to verify peer's certificate",
+     "libvirtd's server certificate on %(host)s did not pass the client's checks: most often it is not issued for "
+     "the name in the URI (its subjectAltName must list %(host)s); else it is not signed by the CA in the "
+     "client's cacert.pem, or it has expired. libvirt's log line 'Certificate check failed' on stderr says which"),
     ("Cannot read CA certificate",
      "the connecting side has no TLS files: put cacert.pem in /etc/pki/CA/, clientcert.pem in /etc/pki/libvirt/ "
      "and clientkey.pem in /etc/pki/libvirt/private/, or add ?pkipath=DIR (a directory with all three) to the URI"),
@@ -104,17 +110,23 @@ _P2P_ADVICE = ("the source hypervisor's libvirtd dials the destination itself (p
                "(the controller relays)")
 
 
-def advice_for(uri, detail):
-    """What to do about a failure whose reason is ``detail``, or None when there is no advice."""
+def advice_for(uri, detail, p2p=False):
+    """What to do about a failure on ``uri`` whose reason is ``detail``, or None when there
+    is no advice. ``p2p``: the failure is the source hypervisor's, dialling ``uri``."""
+    dialled = _P2P_URI.search(detail)
+    if dialled:  # the source's own words name the URI it dialled
+        uri = dialled.group(1)
     try:
         parts = urlsplit(uri or "")
         host, user = parts.hostname or "the hypervisor", parts.username or "root"
     except ValueError:
         host, user = "the hypervisor", "root"
+    p2p = p2p or _P2P in detail
     for fragment, advice in _ADVICE:
         if fragment in detail:
-            if _P2P in detail:
-                return "%s. In a p2p migration, %s" % (advice % dict(host="the destination", user=user), _P2P_ADVICE)
+            if p2p:
+                return "%s. In a p2p migration, %s" % (advice % dict(host="the destination (%s)" % host, user=user),
+                                                       _P2P_ADVICE)
             return advice % dict(host=host, user=user)
     if _P2P in detail:
         return _P2P_ADVICE[0].upper() + _P2P_ADVICE[1:]

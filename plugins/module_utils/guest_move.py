@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtOperationError, redact_uri
+from ansible_collections.kvmops.virt.plugins.module_utils.connection import (
+    LibvirtOperationError, advice_for, redact_uri)
 from ansible_collections.kvmops.virt.plugins.module_utils.migration import (
     PEER_TO_PEER, Migration, MigrationError, check_placement, completed_figures, expected_placement, figures_of, locate,
     migration_flags, migration_params, placement_on, preflight, record_migration)
@@ -206,10 +207,13 @@ class GuestMove:
             return placement["destination"]["active"] and not placement["source"]["active"]
         return placement["destination"]["persistent"]
 
-    @staticmethod
-    def what_happened(migration, outcome):
+    def what_happened(self, migration, outcome):
         if migration.timed_out:
             return "was aborted after %.0f s (timeout)" % migration.timeout
         if migration.error is not None:
-            return "failed: %s" % (migration.error.get_error_message() or migration.error)
+            detail = (migration.error.get_error_message() or str(migration.error)).rstrip()
+            # with p2p the source dialled the destination: any advice is about that leg
+            p2p = self.params["transport"] in PEER_TO_PEER
+            advice = advice_for(self.params["p2p_uri"] or self.destination.uri, detail, p2p=p2p)
+            return "failed: %s" % detail + (" (what to do: %s)" % advice if advice else "")
         return "finished" if outcome == "moved" else "returned without moving it"

@@ -2,7 +2,6 @@
 inventory runs, a hypervisor that is down and one that hangs, a playbook on its groups, a
 maintenance mark, and CPU use sampled from a loaded guest."""
 
-import json
 import subprocess
 import sys
 import time
@@ -10,34 +9,14 @@ from pathlib import Path
 
 import libvirt
 import pytest
-import yaml
 
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection
 from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import clear_mark, write_mark
-from inventory_output import collection_stderr, plain
+from inventory_output import collection_stderr
+from lab_inventory import hosts_of, inventory_list, write_config
 
 LIVE_P2P = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
             | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
-
-
-def write_config(directory, lab, extra_hypervisors=(), **options):
-    config = dict(plugin="kvmops.virt.libvirt", hypervisors_from=dict(inventory=str(lab.layout.inventory_path)),
-                  hypervisors=[dict(name=name, uri=uri) for name, uri in extra_hypervisors], **options)
-    path = Path(directory) / "lab.kvmops.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def inventory_list(ansible_env, config):
-    started = time.monotonic()
-    done = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(config), "--list"],
-                          env=ansible_env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    return plain(json.loads(done.stdout)), done.stderr, time.monotonic() - started
-
-
-def hosts_of(data, group):
-    return sorted(data.get(group, {}).get("hosts", []))
 
 
 @pytest.fixture

@@ -186,7 +186,7 @@ def test_a_p2p_failure_points_at_the_source_hypervisor():
     detail = ("operation failed: Failed to connect to remote libvirt URI qemu+ssh://root@kvm2/system: Cannot recv "
               "data: Host key verification failed.: Connection reset by peer")
     advice = LibvirtOperationError("qemu+ssh://root@kvm1/system", "migrate guest web-1", detail).advice
-    assert advice.startswith("the ssh host key of the destination is not in the known_hosts")
+    assert advice.startswith("the ssh host key of the destination (kvm2) is not in the known_hosts")
     assert "the source hypervisor's libvirtd dials the destination itself (p2p)" in advice
     assert "transport=direct" in advice
     assert LibvirtOperationError("qemu:///system", "list guests", "no such domain").advice is None
