@@ -287,8 +287,14 @@ class LabHost:
             self.ssh_dir / "id_ed25519", LabSsh(self.layout).known_hosts, written_for=f"the kvmops.virt lab for {self.spec.name}"))
 
     def sshd_pids(self):
-        """The sshd processes of this host: its listener and one per open session."""
-        return [pid for pid in self.namespace_pids() if _command_name(pid) == "sshd"]
+        """The sshd processes of this host: its listener and one per open session. Found by
+        the configuration the listener runs on, not by namespace: a listener started for an
+        earlier libvirtd of this host (killed and started again) still serves it, since both
+        namespaces bind the same directories."""
+        config = str(self.ssh_dir / "sshd_config")
+        listeners = {pid for pid in _all_pids() if _command_name(pid) == "sshd" and config in _command_line(pid)}
+        return sorted(listeners | {pid for pid in _all_pids()
+                                   if _command_name(pid) == "sshd" and _parent(pid) in listeners})
 
     def start_sshd(self):
         """Start this host's sshd inside its mount namespace, unless it runs."""
@@ -332,6 +338,8 @@ class LabHost:
     def _check_free(self):
         for port in (LIBVIRTD_PORT, LIBVIRTD_TLS_PORT, SSH_PORT):
             holder = listener_of(self.spec.address, port)
+            if holder and port == SSH_PORT and str(self.ssh_dir / "sshd_config") in holder:
+                continue  # this host's own sshd, from before its libvirtd was killed: it serves on
             if holder:
                 raise LabError(f"{self.spec.name}: {self.spec.address}:{port} is taken by {holder}; "
                                "a lab started from another directory? Stop that one first ('make lab-down' there).")
@@ -442,7 +450,6 @@ class LabHost:
 
     def _before_stop(self):
         self._destroy_guests()
-        _terminate(self.sshd_pids(), 5)
 
     def stop(self, timeout=15):
         """Stop guests and daemon; returns the PIDs that had to be killed by the sweep."""
@@ -450,6 +457,7 @@ class LabHost:
         if pid:
             self._before_stop()
             _terminate([pid], timeout)
+        _terminate(self.sshd_pids(), timeout)  # also one that outlived a killed libvirtd
         leftovers = self.namespace_pids()
         _terminate(leftovers, timeout, sig=signal.SIGKILL)
         still = self.namespace_pids()
@@ -459,6 +467,26 @@ class LabHost:
         for kind in self.NAMESPACES:
             self.namespace_file(kind).unlink(missing_ok=True)
         return leftovers
+
+
+def _all_pids():
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _command_line(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""  # exited meanwhile
+
+
+def _parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return int(stat.read().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _command_name(pid):

@@ -69,6 +69,9 @@ AllowTcpForwarding no
 AllowAgentForwarding no
 PermitTunnel no
 PrintMotd no
+# the lab's key files may live under a world-writable directory such as /tmp (a clone
+# there), which StrictModes rejects; the lab writes them itself, mode 0600, as root
+StrictModes no
 # the inventory and the event sources open a connection per hypervisor at once
 MaxStartups 64:30:128
 LogLevel VERBOSE

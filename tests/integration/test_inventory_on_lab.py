@@ -106,7 +106,18 @@ def test_a_hypervisor_in_maintenance_is_marked_and_grouped(lab, ansible_env, tmp
     assert cleared["_meta"]["hostvars"]["kvm3"]["kvm_maintenance_mark"] is None
 
 
-def test_cpu_use_is_sampled_and_a_real_guest_agent_answers(lab, ansible_env, tmp_path, guest_name, figures):
+@pytest.fixture
+def agentless_guest(lab, guest_name):
+    """A running guest without an agent, of this test's own, beside the one with an agent."""
+    name = guest_name + "-plain"
+    lab.remove_guest_if_defined(name)
+    lab.create_guest(name, "kvm2")
+    yield name
+    lab.remove_guest_if_defined(name)
+
+
+def test_cpu_use_is_sampled_and_a_real_guest_agent_answers(lab, ansible_env, tmp_path, guest_name, agentless_guest,
+                                                           figures):
     lab.create_guest(guest_name, "kvm1", load=60, agent=True)
     time.sleep(3)  # the load settles
     config = write_config(tmp_path, lab, sample_seconds=2, want_agent_info=True)
@@ -124,7 +135,7 @@ def test_cpu_use_is_sampled_and_a_real_guest_agent_answers(lab, ansible_env, tmp
     assert loopback["mac"] == "00:00:00:00:00:00" and "127.0.0.1" in loopback["addresses"]
     # every other lab guest has no agent (or is not running): asked nothing, no warning
     others = [name for name in hosts_of(data, "kvm_guests") if name != guest_name]
-    assert others and not any("kvm_agent" in data["_meta"]["hostvars"][name] for name in others)
+    assert agentless_guest in others and not any("kvm_agent" in data["_meta"]["hostvars"][name] for name in others)
     # nothing else on stderr (the lab's templates share a name on every host: that warning is due)
     assert [line for line in collection_stderr(warnings) if line.strip() and "share the host name" not in line] == []
     assert seconds < 2 + 8  # sampling runs on all hypervisors at once
