@@ -29,7 +29,7 @@ help:
 	@echo "make lint        ruff and ansible-lint (production profile)"
 	@echo "make docs        regenerate the reference in docs/reference (antsibull-docs)"
 	@echo "make demo        bring up the lab and guests, raise one host's load, watch the rulebook rebalance"
-	@echo "make lab-up      start $(LAB_HOSTS) lab hypervisors (LAB_HOSTS=N for more)"
+	@echo "make lab-up      start $(LAB_HOSTS) lab hypervisors (LAB_HOSTS=N for more; LAB_TRANSPORT=ssh|tls for the inventory's URIs)"
 	@echo "make lab-status  hosts, guests and their CPU use"
 	@echo "make lab-down    stop everything the lab started"
 	@echo "make lock        refresh the locks in requirements/ from the direct requirements (UPGRADE=1: newest)"

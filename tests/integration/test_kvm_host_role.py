@@ -13,7 +13,6 @@ kvm_host_manage_service is false in these runs) and the RHEL package names.
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -22,9 +21,9 @@ import pytest
 from ansible_collections.kvmops.virt.plugins.module_utils.connection import LibvirtConnection, LibvirtOperationError
 from lab import pki
 from lab.hosts import LabHost
+from lab_helpers import SPARE_HOST, spare_host
 from playbook_runner import TEST_PLAYBOOKS, run_playbook
 
-HOST = "kvm4"
 
 
 class RoleConfiguredHost(LabHost):
@@ -63,14 +62,8 @@ def make_certificates(directory, address):
 
 @pytest.fixture
 def fourth_host(lab):
-    host = RoleConfiguredHost(lab.host(HOST).spec, lab.layout)
-    if host.is_running():
-        host.stop()
-    shutil.rmtree(host.dir, ignore_errors=True)
-    host.start()
-    yield host
-    host.stop()
-    shutil.rmtree(host.dir, ignore_errors=True)
+    with spare_host(RoleConfiguredHost(lab.host(SPARE_HOST).spec, lab.layout)) as host:
+        yield host
 
 
 def role(ansible_env, lab, options=(), **variables):

@@ -5,16 +5,9 @@ the guests' events flowing again on the new connection."""
 import asyncio
 import time
 
+from lab_helpers import next_event
+
 GUEST = "it-events-1"
-
-
-async def next_event(queue, wanted, timeout=30):
-    """The next event for which ``wanted(event)`` holds; the ones before it are skipped."""
-    deadline = time.monotonic() + timeout
-    while True:
-        event = await asyncio.wait_for(queue.get(), max(0.1, deadline - time.monotonic()))
-        if wanted(event):
-            return event
 
 
 def test_migration_and_a_lost_hypervisor(lab, run_module, eda_plugin, figures):

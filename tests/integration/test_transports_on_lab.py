@@ -11,7 +11,6 @@ certificate for another name, a p2p migration whose source cannot reach the dest
 
 import asyncio
 import contextlib
-import shutil
 import time
 
 import pytest
@@ -21,10 +20,8 @@ from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import cle
 from guest_placement import where
 from lab import pki
 from lab.hosts import LabHost
+from lab_helpers import SPARE_HOST, next_event, spare_host
 from lab_inventory import hosts_of, inventory_list, write_config
-
-SPARE_HOST = "kvm4"  # not part of the test lab; the wrong-certificate test starts it alone
-
 
 def migrate(run_module, lab, name, source, destination, over, **options):
     """The migrate module's result, with "wall": the seconds of the whole module run."""
@@ -125,14 +122,6 @@ def test_a_drain_over_ssh(lab, run_module, guest_name):
             clear_mark(conn.handle)
 
 
-async def next_event(queue, wanted, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        event = await asyncio.wait_for(queue.get(), max(0.1, deadline - time.monotonic()))
-        if wanted(event):
-            return event
-
-
 def test_event_sources_over_ssh_see_a_killed_sshd_and_reconnect(lab, eda_plugin, guest_name, figures):
     """libvirt_events keeps its connection over ssh (keepalive) and host_load reads over
     it: with kvm2's sshd and its sessions killed, both report kvm2 unreachable; with sshd
@@ -213,19 +202,15 @@ def test_a_peer_that_never_speaks_ssh_is_bounded_by_connect_timeout(silent_liste
 @pytest.fixture
 def host_with_a_certificate_for_another_name(lab):
     """kvm4 alone, its TLS server certificate issued for 127.0.0.99 and "elsewhere"."""
-    host = LabHost(lab.host(SPARE_HOST).spec, lab.layout)
-    if host.is_running():
-        host.stop()
-    shutil.rmtree(host.dir, ignore_errors=True)
-    host.write_config()
-    own = host.dir / "pki" / "libvirt"
-    pki.issue(lab.layout.root / "pki" / "ca", own / "servercert.pem", own / "private" / "serverkey.pem",
-              "elsewhere", "server", addresses=["127.0.0.99"], names=["elsewhere"])
-    host.write_config = lambda: None  # start() keeps the certificate above
-    host.start()
-    yield host
-    host.stop()
-    shutil.rmtree(host.dir, ignore_errors=True)
+    def issue_for_another_name(host):
+        host.write_config()
+        own = host.dir / "pki" / "libvirt"
+        pki.issue(lab.layout.root / "pki" / "ca", own / "servercert.pem", own / "private" / "serverkey.pem",
+                  "elsewhere", "server", addresses=["127.0.0.99"], names=["elsewhere"])
+        host.write_config = lambda: None  # start() keeps the certificate above
+
+    with spare_host(LabHost(lab.host(SPARE_HOST).spec, lab.layout), issue_for_another_name) as host:
+        yield host
 
 
 def test_a_tls_certificate_for_another_name(lab, host_with_a_certificate_for_another_name):
