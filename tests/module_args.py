@@ -8,6 +8,8 @@ import json
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as ansible_warnings
 
+__all__ = ["forget_warnings", "patch_module_args", "warning_texts"]
+
 try:
     from ansible.module_utils.testing import patch_module_args
 except ImportError:  # ansible-core before 2.19

@@ -225,6 +225,7 @@ def preflight(source, destination, name, live=True, force=False, source_name="th
 # instead of a QEMU migration port of its own.
 PEER_TO_PEER = ("p2p", "tunnelled")
 
+
 def migration_flags(live=True, persistent=True, undefine_source=True, transport="p2p", auto_converge=False,
                     postcopy=None, compressed=False, parallel_connections=None, copy_storage="none", unsafe=False):
     flags = 0

@@ -25,7 +25,6 @@ from lab_helpers import SPARE_HOST, spare_host
 from playbook_runner import TEST_PLAYBOOKS, run_playbook
 
 
-
 class RoleConfiguredHost(LabHost):
     """A lab hypervisor that starts on the configuration the role left (the lab writes its
     own only the first time), and counts as started once ``answer_uri`` answers."""
