@@ -34,6 +34,10 @@ description:
     C(ansible-inventory) and every play; O(want_details) adds the rest of what libvirt says.
   - A hypervisor that cannot be reached is reported in a warning and as C(kvm_reachable=false)
     on its host; the rest of the fleet is listed. With O(strict=true) it is an error.
+  - A guest is never merged into another host. A guest whose host name is a hypervisor's, a
+    host's of the inventory, the controller's (C(localhost), its host names) or an IP address
+    (its tenant chooses it) is listed as C(<name>@<hypervisor>) with a warning; if that name is
+    taken too, it is left out, with a warning.
   - Strings that come from guests (names, tags, descriptions) are marked unsafe, so they are
     never templated.
   - The configuration file must end in C(.kvmops.yml), C(.kvmops.yaml), C(.libvirt.yml) or C(.libvirt.yaml).
@@ -209,6 +213,7 @@ keyed_groups:
 
 import collections
 import os
+import socket
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
@@ -221,6 +226,8 @@ except ImportError:
 else:
     def untrusted(value):
         return value
+
+from ansible_collections.kvmops.virt.plugins.module_utils.host_names import is_address, names_the_controller_or_an_address
 
 try:
     from ansible_collections.kvmops.virt.plugins.module_utils.fleet import gather_fleet
@@ -247,6 +254,28 @@ NIC_DETAIL_KEYS = ("type", "model")
 HOST_VARS = ("hostname", "host_uuid", "driver", "arch", "logical_cpus", "memory_total", "memory_free",
              "guests_defined", "guests_running", "vcpus_allocated", "memory_allocated")
 _STATE_PREFERENCE = {"running": 0, "paused": 1, "stopping": 2}
+
+
+def controller_names():
+    """This controller's own host names (short and long), lower case."""
+    names = set()
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name:
+            names.update((name.lower(), name.split(".", 1)[0].lower()))
+    return names
+
+
+def shadows_a_host(name, taken, controller):
+    """Why a guest must not be listed as host ``name``, or None: a guest (whose name its
+    tenant chooses) named like a hypervisor, a host of the inventory, the controller or an
+    IP address would be merged into that host, or send Ansible to that address."""
+    if name in taken:
+        return "a host of the inventory (a hypervisor, or from another source)"
+    if is_address(name):
+        return "an IP address"
+    if names_the_controller_or_an_address(name, controller):
+        return "the controller"
+    return None
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -401,8 +430,24 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if clashes:
             self.display.warning("kvmops.virt.libvirt: different guests share the host name(s) %s; they are listed "
                                  "as <name>@<hypervisor>" % ", ".join(clashes))
-        return [(("%s@%s" % (name, guest["hypervisor"])) if name in clashes else name, guest)
-                for name, guest in zip(names, guests)]
+        taken = set(self.inventory.hosts)  # the hypervisors, and hosts of earlier inventory sources
+        controller = controller_names()
+        listed = []
+        for name, guest in zip(names, guests):
+            reason = shadows_a_host(name, taken, controller)
+            if name in clashes or reason:
+                renamed = "%s@%s" % (name, guest["hypervisor"])
+                if reason:
+                    self.display.warning("kvmops.virt.libvirt: guest %r on %s is named like %s; it is listed as %r"
+                                         % (name, guest["hypervisor"], reason, renamed))
+                name = renamed
+            if name in taken:  # even the renamed form is taken: a guest named "kvm1@kvm2", say
+                self.display.warning("kvmops.virt.libvirt: guest %r on %s is not listed: its host name is taken"
+                                     % (guest["name"], guest["hypervisor"]))
+                continue
+            taken.add(name)
+            listed.append((name, guest))
+        return listed
 
     def _add_guest(self, host_name, variables, prefix, strict):
         self.inventory.add_host(host_name, group="kvm_guests")

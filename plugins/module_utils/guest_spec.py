@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.kvmops.virt.plugins.module_utils.host_names import names_the_controller_or_an_address
 from ansible_collections.kvmops.virt.plugins.module_utils.metadata import TagError, validate_tags
 from ansible_collections.kvmops.virt.plugins.module_utils.sizes import SizeError, parse_size
 
@@ -41,6 +42,11 @@ def check_guest_name(name, option="name"):
         raise GuestSpecError(
             "%s: %r is not a usable guest name; use 1 to 64 letters, digits, '_', '.', '+' or '-', "
             "starting with a letter, digit or '_'" % (option, name))
+    if names_the_controller_or_an_address(name):
+        raise GuestSpecError(
+            "%s: %r is not a usable guest name: Ansible would take a host of that name for the controller or "
+            "for that address (the kvmops.virt.libvirt inventory lists such a guest as <name>@<hypervisor>)"
+            % (option, name))
 
 
 def check_volume_name(name, option):

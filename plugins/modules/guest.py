@@ -215,12 +215,15 @@ options:
         description:
           - User data. A dict is written as C(#cloud-config); a string is taken as it is
             (a C(#cloud-config) document, a C(#!) script, ...).
+          - Never logged (it often holds passwords or keys); the diff shows the seed's digest.
         type: raw
       meta_data:
         description: Meta data; C(instance-id) and C(local-hostname) default to the guest's name.
         type: dict
       network_config:
-        description: Network configuration (version 1 or 2), as a dict or a string.
+        description:
+          - Network configuration (version 1 or 2), as a dict or a string.
+          - Never logged (it may hold Wi-Fi or VPN secrets).
         type: raw
       pool:
         description: Pool for the seed volume; default the pool of the guest's first disk, else C(default).
@@ -494,9 +497,10 @@ INTERFACE_OPTIONS = dict(
 )
 
 CLOUD_INIT_OPTIONS = dict(
-    user_data=dict(type="raw"),
+    # often passwords, hashes or keys: masked in the invocation; the diff shows the seed's digest
+    user_data=dict(type="raw", no_log=True),
     meta_data=dict(type="dict"),
-    network_config=dict(type="raw"),
+    network_config=dict(type="raw", no_log=True),
     pool=dict(type="str"),
     bus=dict(type="str", choices=["scsi", "sata", "ide"], default="scsi"),
 )

@@ -13,6 +13,7 @@ kvm_host_manage_service is false in these runs) and the RHEL package names.
 
 import hashlib
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils.connection import Libv
 from lab import pki
 from lab.hosts import LabHost
 from lab_helpers import SPARE_HOST, spare_host
-from playbook_runner import TEST_PLAYBOOKS, run_playbook
+from playbook_runner import TEST_PLAYBOOKS, playbook_command, run_playbook
 
 
 class RoleConfiguredHost(LabHost):
@@ -126,3 +127,27 @@ def test_check_mode_on_this_machine_changes_nothing(lab, ansible_env, tmp_path):
                            kvm_host_listen="tcp", kvm_host_pool={}, kvm_host_check_uri=lab.host("kvm1").spec.uri)
     assert recap["localhost"]["failed"] == 0, recap
     assert tree_digest("/etc/libvirt") == before
+
+
+def test_the_tls_key_never_reaches_the_output(lab, ansible_env, tmp_path):
+    """Check mode with --diff -vvv, as an AWX job with diff mode on shows it: the
+    certificates may appear, the server key's PEM must not."""
+    pki_dir = tmp_path / "pki"
+    make_certificates(pki_dir, "127.0.0.9")
+    key_body = (pki_dir / "serverkey.pem").read_text().splitlines()[1]  # a line of the key's base64
+    installed = tmp_path / "installed"
+    variables = dict(
+        kvm_host_install_packages=False, kvm_host_manage_service=False, kvm_host_config_dir=str(tmp_path / "etc"),
+        kvm_host_tls_ca_cert=str(pki_dir / "cacert.pem"), kvm_host_tls_server_cert=str(pki_dir / "servercert.pem"),
+        kvm_host_tls_server_key=str(pki_dir / "serverkey.pem"),
+        kvm_host_tls_ca_file=str(installed / "cacert.pem"), kvm_host_tls_cert_file=str(installed / "servercert.pem"),
+        kvm_host_tls_key_file=str(installed / "private" / "serverkey.pem"),
+        kvm_host_pool={}, kvm_host_check_uri=lab.host("kvm1").spec.uri)
+    (tmp_path / "etc").mkdir()
+    command = playbook_command(lab, TEST_PLAYBOOKS / "kvm_host.yml", [json.dumps(variables)],
+                               options=("--check", "--diff", "-vvv"))
+    done = subprocess.run(command, env=ansible_env, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "BEGIN CERTIFICATE" in done.stdout  # the diff is there, for what may be shown
+    assert key_body not in done.stdout + done.stderr

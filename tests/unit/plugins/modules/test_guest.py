@@ -4,6 +4,7 @@ What the test driver cannot do (boot a kernel, hot-plug, balloon, start paused, 
 real images, cloud-init seen by a guest) is covered in tests/integration/test_guest_on_lab.py."""
 
 import hashlib
+import json
 import re
 
 import libvirt
@@ -273,7 +274,7 @@ def test_a_guest_that_does_not_exist_is_not_invented(run_module, conn, guest, op
     (dict(tags={"list": [1]}), "the value of 'list' must be a string, number or boolean"),
     (dict(cpu_mode="host-passthrough", virt_type="qemu"), "this hypervisor offers test for i686 guests, not qemu"),
     (dict(kernel="vmlinuz"), "kernel: 'vmlinuz' is not an absolute path"),
-    (dict(cloud_init=dict(user_data=["not", "a", "dict"])), "cloud_init.user_data must be a dict"),
+    (dict(cloud_init=dict(user_data=[1789])), "cloud_init.user_data must be a dict"),  # no_log: its parts are masked in messages
 ])
 def test_bad_input_fails_before_anything_changes(run_module, conn, guest, options, message):
     before = volumes(conn)
@@ -288,6 +289,13 @@ def test_bad_input_fails_before_anything_changes(run_module, conn, guest, option
 def test_names_libvirt_or_the_inventory_would_choke_on_are_refused(run_module, conn, name):
     result = run_module("guest", guest_args(name))
     assert result["failed"] and f"name: {name!r} is not a usable guest name" in result["msg"]
+
+
+@pytest.mark.parametrize("name", ["localhost", "LocalHost", "127.0.0.1", "10.1.2.3"])
+def test_names_ansible_takes_for_the_controller_or_an_address_are_refused(run_module, conn, name):
+    result = run_module("guest", guest_args(name))
+    assert result["failed"] and f"name: {name!r} is not a usable guest name: Ansible would take" in result["msg"]
+    assert name not in [domain.name() for domain in conn.listAllDomains()]
 
 
 def test_max_below_existing_size_is_refused_and_guest_kept(run_module, conn, guest):
@@ -366,3 +374,18 @@ def test_bridges_backing_images_and_cdroms(run_module, conn, guest):
     removed = run_module("guest", dict(uri=URI, name=guest, state="absent", remove_storage=True))
     assert f"deleted volume {guest}-vda.qcow2" in removed["actions"]
     assert {f"{guest}-base.qcow2", f"{guest}-install.iso"} <= set(volumes(conn))  # backing and read-only kept
+
+
+def test_cloud_init_data_never_reaches_the_output(run_module, conn):
+    """user_data and network_config often hold passwords: the invocation shown with -vvv and
+    in AWX job events masks them; the diff shows the seed's digest, not its text."""
+    secret, network_secret = "S3cret-pw-9917", "wpa-psk-7741"
+    result = run_module("guest", guest_args("it-seeded", cloud_init=dict(
+        user_data=dict(chpasswd=dict(list="root:" + secret)),
+        network_config=f"version: 2\nwifis: {{wlan0: {{access-points: {{lab: {{password: {network_secret}}}}}}}}}\n")),
+        check=True)
+    assert not result.get("failed"), result
+    assert result["changed"] and "diff" in result
+    output = json.dumps(result)
+    assert secret not in output and network_secret not in output
+    assert "it-seeded" not in [domain.name() for domain in conn.listAllDomains()]
