@@ -142,11 +142,21 @@ options:
   want_agent_info:
     description:
       - Ask the QEMU guest agent of each running guest whose agent channel is connected for
-        its host name, OS and interface addresses (C(kvm_agent), NIC C(addresses), and
-        C(address) when no DHCP lease gives one). Guests without an agent, or not running,
-        are not asked and cause no warning.
+        its host name, OS and interface addresses (C(kvm_agent), NIC C(addresses)). Guests
+        without an agent, or not running, are not asked and cause no warning.
+      - What an agent reports is the guest's own word. It never becomes NIC C(address) or
+        C(ansible_host) unless O(agent_address_as_host) says so.
       - Agent calls need a read-write connection to the hypervisors (libvirt refuses them on
         a read-only one); without this option the plugin connects read-only.
+    type: bool
+    default: false
+  agent_address_as_host:
+    description:
+      - With O(want_agent_info), give a guest that has no DHCP lease the first IPv4 address
+        its agent reports as C(ansible_host).
+      - B(The guest controls that address.) A compromised guest can send Ansible, and the
+        credentials it connects with, to any address it likes. Turn this on only for guests
+        whose owners you trust as much as the controller.
     type: bool
     default: false
   agent_timeout:
@@ -227,6 +237,7 @@ else:
     def untrusted(value):
         return value
 
+from ansible_collections.kvmops.virt.plugins.module_utils.guest_agent import host_address
 from ansible_collections.kvmops.virt.plugins.module_utils.host_names import is_address, names_the_controller_or_an_address
 
 try:
@@ -458,7 +469,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_child(self.inventory.add_group(group), host_name)
         for key, value in variables.items():
             self._variables.set_variable(host_name, prefix + key, untrusted(value))
-        address = next((nic["address"] for nic in variables["interfaces"] if nic.get("address")), None)
+        address = host_address(variables["interfaces"], trust_agent=self.get_option("agent_address_as_host"))
         if address:
             self._variables.set_variable(host_name, "ansible_host", untrusted(address))
         self._construct(host_name, strict)

@@ -53,11 +53,20 @@ def agent_info(domain):
 
 
 def apply_agent_addresses(guest):
-    """Give the guest's NICs the addresses its agent reports for their MAC (DHCP leases win
-    for ``address``, the first IPv4 one; ``addresses`` lists all of them)."""
+    """Give the guest's NICs the addresses its agent reports for their MAC, as ``addresses``.
+
+    ``address`` stays what the hypervisor knows (a DHCP lease of its network): the agent's
+    word is the guest's own, so a compromised guest could name any address there; only the
+    inventory's explicit opt-in (``agent_address_as_host``) lets Ansible connect to it."""
     by_mac = {nic["mac"]: nic["addresses"] for nic in (guest.get("agent") or {}).get("interfaces", []) if nic["mac"]}
     for nic in guest.get("interfaces") or []:
-        addresses = by_mac.get(nic.get("mac"), [])
-        nic["addresses"] = addresses
-        if not nic.get("address"):
-            nic["address"] = next((address for address in addresses if ":" not in address), None)
+        nic["addresses"] = by_mac.get(nic.get("mac"), [])
+
+
+def host_address(interfaces, trust_agent=False):
+    """The address Ansible should connect to: the first DHCP lease of the guest's NICs; only
+    with ``trust_agent``, failing that, the first IPv4 address its agent reports."""
+    leased = next((nic["address"] for nic in interfaces if nic.get("address")), None)
+    if leased or not trust_agent:
+        return leased
+    return next((address for nic in interfaces for address in nic.get("addresses") or [] if ":" not in address), None)

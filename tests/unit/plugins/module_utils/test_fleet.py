@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils import fleet
 from ansible_collections.kvmops.virt.plugins.module_utils.guest_agent import (
-    agent_channel_state, apply_agent_addresses, worth_asking)
+    agent_channel_state, apply_agent_addresses, host_address, worth_asking)
 from ansible_collections.kvmops.virt.plugins.module_utils.maintenance import MARK_UUID, clear_mark, read_mark
 from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import parse_xml
 
@@ -69,7 +69,7 @@ def test_only_running_guests_with_a_connected_agent_are_asked(state, channel, as
     assert worth_asking(dict(state=state, agent_channel=channel)) is asked
 
 
-def test_agent_addresses_fill_nics_without_a_lease():
+def test_agent_addresses_are_listed_but_never_taken_for_the_address():
     guest = dict(interfaces=[dict(mac="52:54:00:00:00:01", address="192.0.2.5"),
                              dict(mac="52:54:00:00:00:02", address=None),
                              dict(mac="52:54:00:00:00:03", address=None)],
@@ -79,9 +79,13 @@ def test_agent_addresses_fill_nics_without_a_lease():
                      dict(name="eth1", mac="52:54:00:00:00:02", addresses=["fe80::2", "198.51.100.9"])]))
     apply_agent_addresses(guest)
     first, second, third = guest["interfaces"]
-    assert first["address"] == "192.0.2.5" and first["addresses"] == ["192.0.2.7", "fe80::1"]  # the lease wins
-    assert second["address"] == "198.51.100.9"  # the first IPv4 the agent knows
+    assert first["address"] == "192.0.2.5" and first["addresses"] == ["192.0.2.7", "fe80::1"]  # the lease
+    assert second["address"] is None and second["addresses"] == ["fe80::2", "198.51.100.9"]  # the guest's word
     assert third["address"] is None and third["addresses"] == []
+    assert host_address(guest["interfaces"]) == "192.0.2.5"
+    assert host_address([second, third]) is None  # the agent's addresses are not trusted...
+    assert host_address([second, third], trust_agent=True) == "198.51.100.9"  # ...unless asked
+    assert host_address([third], trust_agent=True) is None
 
 
 def test_a_driver_without_secrets_has_no_maintenance_mark(driver):
