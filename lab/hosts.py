@@ -175,6 +175,8 @@ def qemu_conf(spec):
 migration_host = "{spec.address}"
 migration_port_min = {first}
 migration_port_max = {last}
+# migrations that ask for TLS: certificates in /etc/pki/qemu (this host's own), peers checked
+migrate_tls_x509_verify = 1
 """
 
 
@@ -334,6 +336,16 @@ class LabHost:
         if not (own / "libvirt" / "clientcert.pem").exists():
             pki.issue(ca, own / "libvirt" / "clientcert.pem", own / "libvirt" / "private" / "clientkey.pem",
                       self.spec.name, "client")
+        # QEMU's own names, in its default directory, for migrations with TLS (VIR_MIGRATE_TLS):
+        # the same certificates, since the migration address is the host's address
+        qemu = own / "qemu"
+        qemu.mkdir(exist_ok=True)
+        for source, name in (("CA/cacert.pem", "ca-cert.pem"), ("libvirt/servercert.pem", "server-cert.pem"),
+                             ("libvirt/private/serverkey.pem", "server-key.pem"),
+                             ("libvirt/clientcert.pem", "client-cert.pem"),
+                             ("libvirt/private/clientkey.pem", "client-key.pem")):
+            (qemu / name).write_bytes((own / source).read_bytes())
+            (qemu / name).chmod(0o600 if name.endswith("key.pem") else 0o644)
 
     def _check_free(self):
         for port in (LIBVIRTD_PORT, LIBVIRTD_TLS_PORT, SSH_PORT):

@@ -57,6 +57,7 @@ CONNECTION_ARGUMENT_SPEC = dict(
 )
 
 _USERINFO_PASSWORD = re.compile(r"^([a-z0-9+.-]+://[^/@:]*):[^/@]*@", re.IGNORECASE)
+_USERINFO_PASSWORD_IN_TEXT = re.compile(r"\b([a-z][a-z0-9+.-]*://[^/@:\s'\"]*):[^/@\s'\"]*@", re.IGNORECASE)
 
 
 class LibvirtOperationError(Exception):
@@ -150,6 +151,11 @@ def timeout_reason(uri, seconds):
 def redact_uri(uri):
     """The URI with any password in its user-info part replaced by ``***``."""
     return _USERINFO_PASSWORD.sub(r"\1:***@", uri or "")
+
+
+def redact_uris_in(text):
+    """``text`` with the password of every URI in it replaced by ``***``."""
+    return _USERINFO_PASSWORD_IN_TEXT.sub(r"\1:***@", text)
 
 
 def libvirt_error_detail(error):

@@ -35,13 +35,14 @@ MIGRATION_ARGUMENT_SPEC = dict(
     parallel_connections=dict(type="int"),
     copy_storage=dict(type="str", choices=["none", "all", "incremental"], default="none"),
     unsafe=dict(type="bool", default=False),
+    tls=dict(type="bool", default=False),
     timeout=dict(type="float"),
 )
 
 # the migrate module's options with their defaults, for callers that set only some
 MOVE_DEFAULTS = dict(live=True, persistent=True, undefine_source=True, transport="p2p", p2p_uri=None, bandwidth=None,
                      max_downtime=None, auto_converge=False, postcopy=None, compressed=False,
-                     parallel_connections=None, copy_storage="none", unsafe=False, timeout=None, force=False,
+                     parallel_connections=None, copy_storage="none", unsafe=False, tls=False, timeout=None, force=False,
                      verify=True)
 
 
@@ -66,6 +67,9 @@ def option_problems(params):
             if params[key] is not None:
                 problems.append("%s does not work with transport=tunnelled (memory goes through the one libvirt "
                                 "connection); use transport=p2p" % key)
+        if params.get("tls"):
+            problems.append("tls is for transport=p2p or direct: with tunnelled, memory already goes through the "
+                            "libvirt connection (encrypted when that is ssh or TLS)")
     return problems
 
 
@@ -148,7 +152,7 @@ class GuestMove:
                                 undefine_source=params["undefine_source"], transport=params["transport"],
                                 auto_converge=params["auto_converge"], postcopy=params["postcopy"],
                                 compressed=params["compressed"], parallel_connections=params["parallel_connections"],
-                                copy_storage=params["copy_storage"], unsafe=params["unsafe"])
+                                copy_storage=params["copy_storage"], unsafe=params["unsafe"], tls=params["tls"])
         migration = Migration(found.domain, self.destination.handle, params["p2p_uri"] or self.destination.uri, flags,
                               migration_params(params["bandwidth"], params["parallel_connections"]),
                               transport=params["transport"], timeout=params["timeout"],

@@ -227,8 +227,11 @@ PEER_TO_PEER = ("p2p", "tunnelled")
 
 
 def migration_flags(live=True, persistent=True, undefine_source=True, transport="p2p", auto_converge=False,
-                    postcopy=None, compressed=False, parallel_connections=None, copy_storage="none", unsafe=False):
+                    postcopy=None, compressed=False, parallel_connections=None, copy_storage="none", unsafe=False,
+                    tls=False):
     flags = 0
+    if tls:
+        flags |= libvirt.VIR_MIGRATE_TLS
     if live:
         flags |= libvirt.VIR_MIGRATE_LIVE
     else:

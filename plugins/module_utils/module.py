@@ -20,6 +20,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils.connection import (
     CONNECTION_ARGUMENT_SPEC,
     LibvirtConnection,
     LibvirtOperationError,
+    redact_uris_in,
 )
 
 try:
@@ -45,6 +46,18 @@ class LibvirtModule(AnsibleModule):
         if LIBVIRT_IMPORT_ERROR is not None:
             self.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
 
+    def fail_json(self, msg, **kwargs):
+        """The one way out on failure: no URI in the message, the result or the invocation
+        shows its password (messages name the URI as given, and a password written into it
+        is not a no_log value)."""
+        kwargs.setdefault("invocation", dict(module_args=self.params))
+        super().fail_json(msg=redact_uris_in(str(msg)), **_redacted(kwargs))
+
+    def exit_json(self, **kwargs):
+        """As fail_json: the result and the invocation without the password of any URI."""
+        kwargs.setdefault("invocation", dict(module_args=self.params))
+        super().exit_json(**_redacted(kwargs))
+
     @contextmanager
     def connection(self, readonly=False):
         """An open LibvirtConnection; any LibvirtOperationError in the block fails the module."""
@@ -56,3 +69,13 @@ class LibvirtModule(AnsibleModule):
             self.fail_json(msg=str(error), uri=error.uri, operation=error.operation, libvirt_error=error.detail)
         finally:
             conn.close()
+
+
+def _redacted(value):
+    if isinstance(value, str):
+        return redact_uris_in(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(item) for item in value]
+    return value

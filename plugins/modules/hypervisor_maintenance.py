@@ -131,6 +131,10 @@ options:
         description: Migrate even when libvirt cannot tell that the disks are shared (see P(kvmops.virt.migrate#module)).
         type: bool
         default: false
+      tls:
+        description: Encrypt guest memory between the QEMUs (see P(kvmops.virt.migrate#module)).
+        type: bool
+        default: false
       timeout:
         description: Abort one migration after this many seconds (the guest stays and is retried elsewhere).
         type: float

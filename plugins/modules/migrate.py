@@ -112,6 +112,19 @@ options:
         hypervisors mount. As C(virsh migrate --unsafe); wrong on storage that is not shared.
     type: bool
     default: false
+  tls:
+    description:
+      - Encrypt the guest's memory (and copied disks) between the two QEMUs with TLS
+        (C(VIR_MIGRATE_TLS)). Without it, memory crosses the migration ports in clear, even
+        when libvirt's own connections use TLS or ssh.
+      - Both hypervisors need QEMU's migration certificates in C(migrate_tls_x509_cert_dir)
+        of qemu.conf (default C(/etc/pki/qemu)) - C(ca-cert.pem), C(server-cert.pem),
+        C(server-key.pem), C(client-cert.pem), C(client-key.pem) - with the destination's
+        server certificate issued for its migration address. The kvmops.virt.kvm_host role
+        does not install them yet; the migration fails, and the guest stays, where they are missing.
+      - Not with O(transport=tunnelled), which sends memory through the libvirt connection already.
+    type: bool
+    default: false
   timeout:
     description: Abort a migration still running after this many seconds (the guest stays on the source).
     type: float

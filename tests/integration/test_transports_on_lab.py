@@ -236,3 +236,26 @@ def test_a_p2p_migration_whose_source_cannot_reach_the_destination(lab, run_modu
         relayed = migrate(run_module, lab, guest_on_kvm1, "kvm1", "kvm2", "ssh", transport="direct")
     assert relayed["moved"] and not relayed.get("failed"), relayed
     assert_only_on(lab, guest_on_kvm1, "kvm2")
+
+
+def test_guest_memory_crosses_in_tls_when_asked(lab, run_module, guest_on_kvm1, figures):
+    """tls=true reaches QEMU: with the destination's QEMU certificates hidden the migration
+    fails and the guest stays where it was; with them it moves, encrypted."""
+    qemu_certificates = lab.host("kvm2").dir / "pki" / "qemu"
+    hidden = qemu_certificates.with_name("qemu-hidden")
+    plain_uri = f"qemu+tls://{lab.host('kvm2').spec.address}/system"
+    qemu_certificates.rename(hidden)
+    try:
+        refused = migrate(run_module, lab, guest_on_kvm1, "kvm1", "kvm2", "tls", tls=True, p2p_uri=plain_uri)
+    finally:
+        hidden.rename(qemu_certificates)
+    assert refused.get("failed") and not refused.get("moved"), refused
+    assert_only_on(lab, guest_on_kvm1, "kvm1")
+    encrypted = migrate(run_module, lab, guest_on_kvm1, "kvm1", "kvm2", "tls", tls=True, p2p_uri=plain_uri)
+    assert encrypted["moved"] and not encrypted.get("failed"), encrypted
+    assert_only_on(lab, guest_on_kvm1, "kvm2")
+    in_clear = migrate(run_module, lab, guest_on_kvm1, "kvm2", "kvm1", "tls",
+                       p2p_uri=f"qemu+tls://{lab.host('kvm1').spec.address}/system")
+    assert in_clear["moved"], in_clear
+    figures("live migration, memory with TLS / in clear", f"{timing(encrypted)} / {timing(in_clear)}")
+    figures("migration with tls=true, destination without QEMU certificates", refused["msg"][:160])

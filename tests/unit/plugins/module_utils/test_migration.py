@@ -146,6 +146,7 @@ def test_tunnelled_is_peer_to_peer_through_the_libvirt_connection():
     tunnelled = migration_flags(transport="tunnelled")
     assert tunnelled & libvirt.VIR_MIGRATE_TUNNELLED and tunnelled & libvirt.VIR_MIGRATE_PEER2PEER
     assert not migration_flags() & libvirt.VIR_MIGRATE_TUNNELLED
+    assert migration_flags(tls=True) & libvirt.VIR_MIGRATE_TLS and not migration_flags() & libvirt.VIR_MIGRATE_TLS
     params = dict(bandwidth=None, max_downtime=None, parallel_connections=2, timeout=None, postcopy=10, live=True,
                   auto_converge=False, compressed=False, p2p_uri="qemu+tls://x/system", transport="tunnelled")
     assert option_problems(params) == [
@@ -153,3 +154,6 @@ def test_tunnelled_is_peer_to_peer_through_the_libvirt_connection():
         "connection); use transport=p2p",
         "postcopy does not work with transport=tunnelled (memory goes through the one libvirt connection); "
         "use transport=p2p"]
+    assert option_problems(dict(params, parallel_connections=None, postcopy=None, tls=True)) == [
+        "tls is for transport=p2p or direct: with tunnelled, memory already goes through the libvirt connection "
+        "(encrypted when that is ssh or TLS)"]

@@ -5,6 +5,7 @@ real is in tests/integration/test_storage.py; here they show that a failure of e
 leaves nothing behind, and that check mode predicts them from the options and the image.
 """
 
+import json
 import subprocess
 
 import pytest
@@ -301,3 +302,16 @@ def test_upload_is_not_read_again_once_the_volume_exists(run_module, pool, vol_n
     replaced = run_module("volume", volume_args(vol_name, upload=str(tmp_path / "deleted-since.qcow2"), force=True))
     assert replaced["failed"] is True and "upload: cannot read" in replaced["msg"]
     assert vol_name in names(pool)  # checked before the old volume was deleted
+
+
+@pytest.mark.parametrize("module, args", [
+    ("volume", dict(pool="no-such-pool", name="x", size="1 MiB")),
+    ("guest", dict(name="no-such-guest", clone_from="no-such-template")),
+])
+def test_a_password_in_the_uri_never_reaches_a_failure(run_module, module, args):
+    """Messages name the URI as it was given; the one way out on failure masks its password."""
+    uri = "test://bob:Pa55-in-uri@/default"
+    result = run_module(module, dict(args, uri=uri))
+    assert result["failed"], result
+    assert "test://bob:***@/default" in result["msg"], result["msg"]
+    assert "Pa55-in-uri" not in json.dumps(result)
