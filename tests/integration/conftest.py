@@ -1,6 +1,5 @@
 """The real lab for integration tests: brought up once per run, torn down if we started it."""
 
-import fcntl
 import time
 
 import libvirt
@@ -11,6 +10,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils.metadata import (
     METADATA_NAMESPACE, METADATA_PREFIX, GuestMetadata)
 from ansible_collections.kvmops.virt.plugins.module_utils.safe_xml import parse_xml
 from lab import Lab
+from lab.locking import lab_turn
 from playbook_runner import TEMPLATE, TEMPLATE_HOST, run_playbook
 
 LAB_HOSTS = 3
@@ -19,13 +19,9 @@ NETWORK_HOST = 1  # kvmnet1
 
 # One lab per machine: its hosts own fixed loopback addresses, so concurrent test runs
 # (two checkouts, two developers) take turns instead of tearing down each other's hosts.
-LAB_LOCK = "/tmp/kvmops-lab.lock"
-
-
 @pytest.fixture(scope="session")
 def lab_lock():
-    with open(LAB_LOCK, "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with lab_turn():
         yield
 
 
