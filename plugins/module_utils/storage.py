@@ -40,6 +40,7 @@ _LVM_EXTENT = 4 * 1024 * 1024
 
 # First bytes of image formats that an upload cannot take as they are.
 _QCOW2_MAGIC = b"QFI\xfb"
+_QCOW2_INCOMPAT_DATA_FILE = 1 << 2
 _OTHER_IMAGE_MAGIC = ((0, b"QED\x00", "qed"), (0, b"KDMV", "vmdk"), (0, b"conectix", "vpc"),
                       (0, b"vhdxfile", "vhdx"), (64, b"\x7f\x10\xda\xbe", "vdi"))
 
@@ -275,6 +276,13 @@ def image_file_info(path, option="upload"):
         if int.from_bytes(header[8:16], "big"):
             raise StorageError("%s: %s is a qcow2 overlay that needs a backing file; upload a standalone image "
                                "(qemu-img convert -O qcow2 %s standalone.qcow2)" % (option, path, path))
+        # qcow2 v3 incompatible feature bit 2: the guest's data lives in an external file
+        # named inside the image - like a backing file, a path on the hypervisor the image
+        # (and whoever made it) chooses
+        if int.from_bytes(header[4:8], "big") >= 3 and len(header) >= 80 \
+                and int.from_bytes(header[72:80], "big") & _QCOW2_INCOMPAT_DATA_FILE:
+            raise StorageError("%s: %s is a qcow2 image whose data is in an external file it names; upload a "
+                               "standalone image (qemu-img convert -O qcow2 %s standalone.qcow2)" % (option, path, path))
         return dict(format="qcow2", virtual_size=int.from_bytes(header[24:32], "big"), file_size=status.st_size)
     for offset, magic, fmt in _OTHER_IMAGE_MAGIC:
         if header[offset:offset + len(magic)] == magic:

@@ -54,11 +54,13 @@ def converge(run_module, args):
     return predicted, done
 
 
-def make_image(tmp_path, name, fmt, size="64M", backing=None):
+def make_image(tmp_path, name, fmt, size="64M", backing=None, data_file=None):
     path = tmp_path / name
     command = ["qemu-img", "create", "-q", "-f", fmt]
     if backing:
         command += ["-b", str(backing), "-F", "qcow2"]
+    if data_file:
+        command += ["-o", f"data_file={data_file}"]
     subprocess.run(command + [str(path), size], check=True)
     return path
 
@@ -250,6 +252,8 @@ def test_upload_errors(run_module, pool, vol_name, tmp_path):
         (dict(upload=str(make_image(tmp_path, "disk.vmdk", "vmdk"))), "is a vmdk image; only raw and qcow2"),
         (dict(upload=str(make_image(tmp_path, "overlay.qcow2", "qcow2", backing=qcow2))),
          "is a qcow2 overlay that needs a backing file"),
+        (dict(upload=str(make_image(tmp_path, "external.qcow2", "qcow2", data_file=tmp_path / "elsewhere.raw"))),
+         "is a qcow2 image whose data is in an external file it names"),
         (dict(upload=str(qcow2), format="raw"), f"format: {qcow2} is a qcow2 image, so the volume must be qcow2"),
         (dict(upload=str(qcow2), size="1 MiB"), "but the image"),
         (dict(size="1 GiB", force=True), "force: only applies with upload"),
