@@ -73,6 +73,7 @@ def test_the_builder_stage_finds_what_the_collection_needs(tarball, tmp_path):
                            "--sanitize", str(collections)], capture_output=True, text=True, check=True)
     found = yaml.safe_load(done.stdout)
     assert "libvirt-python>=9.0.0  # from collection kvmops.virt" in found["python"]
+    assert "jmespath>=1.0.1,<2  # from collection kvmops.virt" in found["python"]  # the inventory's query
     # what the image's final stage installs on an RPM system: the libvirt client and ssh
     for package in ("libvirt-libs [platform:rpm]", "openssh-clients [platform:rpm]", "libvirt-devel [platform:rpm compile]"):
         assert f"{package}  # from collection kvmops.virt" in found["system"], found["system"]
