@@ -99,12 +99,7 @@ def listener_of(address, port):
     socket_link = f"socket:[{inode}]"
     for pid in filter(str.isdigit, os.listdir("/proc")):
         if _holds(pid, socket_link):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            except OSError:
-                command = "(exited)"
-            return f"pid {pid}: {command}"
+            return f"pid {pid}: {_command_line(pid).strip() or '(exited)'}"
     return "a process this user cannot see"
 
 
@@ -226,11 +221,7 @@ class LabHost:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            with open(f"/proc/{pid}/comm", encoding="ascii") as comm:
-                return pid if comm.read().strip() == "libvirtd" else None
-        except OSError:
-            return None
+        return pid if _command_name(pid) == "libvirtd" else None
 
     def is_running(self):
         return self.pid() is not None
@@ -294,9 +285,9 @@ class LabHost:
         earlier libvirtd of this host (killed and started again) still serves it, since both
         namespaces bind the same directories."""
         config = str(self.ssh_dir / "sshd_config")
-        listeners = {pid for pid in _all_pids() if _command_name(pid) == "sshd" and config in _command_line(pid)}
-        return sorted(listeners | {pid for pid in _all_pids()
-                                   if _command_name(pid) == "sshd" and _parent(pid) in listeners})
+        sshds = [pid for pid in _all_pids() if _command_name(pid) == "sshd"]
+        listeners = {pid for pid in sshds if config in _command_line(pid)}
+        return sorted(pid for pid in sshds if pid in listeners or _parent(pid) in listeners)
 
     def start_sshd(self):
         """Start this host's sshd inside its mount namespace, unless it runs."""
